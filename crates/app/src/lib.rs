@@ -1,0 +1,66 @@
+//! xueji's use cases over storage. Each action loads, checks permission and policy, applies the
+//! domain transition, and writes the change, its audit row and its notifications in one
+//! transaction.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod paging;
+pub mod reference;
+pub mod seed;
+pub mod students;
+
+use std::sync::{Arc, RwLock};
+
+use xueji_domain::calendar::WorkCalendar;
+
+pub use clock::Clock;
+pub use db::{Backend, Db};
+pub use error::{AppError, AppResult};
+
+/// The application: storage, clock and the working-day calendar.
+#[derive(Clone)]
+pub struct App {
+    pub db: Db,
+    pub clock: Clock,
+    calendar: Arc<RwLock<Arc<WorkCalendar>>>,
+}
+
+impl App {
+    /// Wraps an open, migrated database. The calendar comes from the `holidays` table (the
+    /// shipped data when the table is still empty).
+    pub async fn new(db: Db, clock: Clock) -> AppResult<Self> {
+        let app = Self {
+            db,
+            clock,
+            calendar: Arc::new(RwLock::new(Arc::new(WorkCalendar::embedded()))),
+        };
+        app.reload_calendar().await?;
+        Ok(app)
+    }
+
+    pub fn calendar(&self) -> Arc<WorkCalendar> {
+        self.calendar.read().expect("calendar lock").clone()
+    }
+
+    /// Re-reads the holiday table (after the national administrator edits it).
+    pub async fn reload_calendar(&self) -> AppResult<()> {
+        let rows: Vec<(chrono::NaiveDate, String, String)> = on_pool!(self.db.read(), p =>
+            sqlx::query_as("SELECT day, kind, name FROM holidays ORDER BY day").fetch_all(p).await)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let cal = WorkCalendar::from_entries(rows.into_iter().map(|(d, k, n)| {
+            let kind = if k == "workday" {
+                xueji_domain::calendar::DayKind::Workday
+            } else {
+                xueji_domain::calendar::DayKind::Holiday
+            };
+            (d, kind, n)
+        }));
+        *self.calendar.write().expect("calendar lock") = Arc::new(cal);
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! Student records as users read them: lists scoped to the caller's jurisdiction, one record
+//! with its history. Identity numbers leave this module masked unless the caller's school holds
+//! the student now.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use xueji_domain::Error;
+use xueji_domain::ids::{Gender, Grade, mask_document};
+
+use crate::auth::{CurrentUser, Scope};
+use crate::error::AppResult;
+use crate::paging::{Page, Paged};
+use crate::{App, on_pool};
+
+/// Student lifecycle status (学籍状态) as the API names it.
+pub fn status_label_zh(status: &str) -> &'static str {
+    match status {
+        "enrolled" => "在籍",
+        "suspended" => "休学",
+        "transferred_out" => "已转出",
+        "graduated" => "毕业",
+        "dropped_out" => "辍学",
+        "withdrawn" => "退学",
+        "deceased" => "死亡",
+        "abroad" => "出境学习",
+        _ => "其他",
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StudentSummary {
+    pub student_no: String,
+    pub name: String,
+    /// `male` or `female`.
+    pub gender: String,
+    pub birth_date: NaiveDate,
+    /// `410105********123X`.
+    pub id_number_masked: String,
+    pub grade: Option<String>,
+    pub class_id: Option<i64>,
+    pub class_name: Option<String>,
+    /// `enrolled`, `suspended`, `transferred_out`, `graduated`, …
+    pub status: String,
+    /// The open business (在办业务) locking the student, e.g. `transfer`, or null.
+    pub open_business: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StudentRow {
+    id: i64,
+    student_no: String,
+    name: String,
+    gender: String,
+    birth_date: NaiveDate,
+    id_type: String,
+    id_number: String,
+    ethnicity: String,
+    ethnicity_name: String,
+    status: String,
+    school_id: Option<i64>,
+    school_code: Option<String>,
+    school_name: Option<String>,
+    region_code: Option<String>,
+    grade: Option<String>,
+    class_id: Option<i64>,
+    class_name: Option<String>,
+    open_business: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+const STUDENT_SELECT: &str = "SELECT st.id, st.student_no, st.name, st.gender, st.birth_date, st.id_type, \
+    st.id_number, st.ethnicity, e.name AS ethnicity_name, st.status, st.school_id, sc.code AS school_code, \
+    sc.name AS school_name, st.region_code, st.grade, st.class_id, c.name AS class_name, \
+    ob.kind AS open_business, st.created_at \
+    FROM students st JOIN ethnicities e ON e.code = st.ethnicity \
+    LEFT JOIN schools sc ON sc.id = st.school_id LEFT JOIN classes c ON c.id = st.class_id \
+    LEFT JOIN open_businesses ob ON ob.student_id = st.id";
+
+fn gender_api(code: &str) -> String {
+    match Gender::parse(code) {
+        Some(Gender::Male) => "male".into(),
+        Some(Gender::Female) => "female".into(),
+        None => "unknown".into(),
+    }
+}
+
+impl StudentRow {
+    fn summary(self) -> StudentSummary {
+        StudentSummary {
+            id_number_masked: mask_document(&self.id_number),
+            student_no: self.student_no,
+            name: self.name,
+            gender: gender_api(&self.gender),
+            birth_date: self.birth_date,
+            grade: self.grade,
+            class_id: self.class_id,
+            class_name: self.class_name,
+            status: self.status,
+            open_business: self.open_business,
+        }
+    }
+}
+
+/// Filters of the student list (学生管理).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct StudentFilter {
+    /// 学校标识码 of the school (required for school-level lists; authorities may omit it).
+    pub school: Option<String>,
+    /// Region subtree (authorities).
+    pub region: Option<String>,
+    pub grade: Option<String>,
+    pub class_id: Option<i64>,
+    /// Name prefix or exact student number.
+    pub q: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StudentDetail {
+    #[serde(flatten)]
+    pub summary: StudentSummary,
+    /// Identity document type code (1 = 居民身份证).
+    pub id_type: String,
+    /// The whole number: only for the school that holds the student now; otherwise null.
+    pub id_number: Option<String>,
+    pub ethnicity: String,
+    pub ethnicity_name: String,
+    pub school: Option<String>,
+    pub school_name: Option<String>,
+    pub grade_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Enrollment history, newest first.
+    pub enrollments: Vec<EnrollmentOut>,
+    /// Every student number held (L → G keeps the past).
+    pub numbers: Vec<NumberOut>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct EnrollmentOut {
+    pub school: String,
+    pub school_name: String,
+    pub grade: String,
+    pub class_name: Option<String>,
+    /// `active` (在籍) or `transferred_out` (已转出, read-only at the old school).
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub transfer_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct NumberOut {
+    pub student_no: String,
+    pub kind: String,
+    pub assigned_at: DateTime<Utc>,
+    pub replaced_at: Option<DateTime<Utc>>,
+}
+
+impl App {
+    /// Students the caller may see, filtered. A school sees its own; an authority its region
+    /// subtree; the national administrator everyone. Scope is applied in SQL.
+    pub async fn students(
+        &self,
+        user: &CurrentUser,
+        filter: &StudentFilter,
+        page: Page,
+    ) -> AppResult<Paged<StudentSummary>> {
+        let scope = user.scope();
+        let mut school_id: Option<i64> = None;
+        if let Some(code) = filter.school.as_deref().filter(|s| !s.trim().is_empty()) {
+            school_id = Some(self.school(user, code).await?.id);
+        }
+        if let Scope::School { id, .. } = scope {
+            school_id = Some(id);
+        }
+        let region = match filter.region.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(r) => Some(xueji_domain::ids::RegionCode::parse(r).map_err(|e| e.at("region"))?),
+            None => None,
+        };
+        let Some((lo, hi)) = scope.region_range(region.as_ref()) else {
+            return Ok(Paged {
+                items: vec![],
+                total: 0,
+            });
+        };
+        let grade = match filter.grade.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(g) => Some(Grade::parse(g)?.code()),
+            None => None,
+        };
+        let q = filter
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_uppercase);
+        let name_prefix = q.as_ref().map(|q| format!("{q}%"));
+        let where_ = "WHERE st.school_id IS NOT NULL AND st.region_code >= $1 AND st.region_code < $2 \
+            AND ($3 IS NULL OR st.school_id = $3) AND ($4 IS NULL OR st.grade = $4) \
+            AND ($5 IS NULL OR st.class_id = $5) \
+            AND ($6 IS NULL OR st.student_no = $6 OR st.name LIKE $7)";
+        let count_sql = format!("SELECT COUNT(*) FROM students st {where_}");
+        let list_sql = format!(
+            "{STUDENT_SELECT} {where_} ORDER BY st.grade, st.class_id, st.id LIMIT $8 OFFSET $9"
+        );
+        let total: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))
+            .bind(&lo).bind(&hi).bind(school_id).bind(&grade).bind(filter.class_id)
+            .bind(&q).bind(&name_prefix).fetch_one(p).await)?;
+        let rows: Vec<StudentRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str()))
+            .bind(&lo).bind(&hi).bind(school_id).bind(&grade).bind(filter.class_id)
+            .bind(&q).bind(&name_prefix).bind(page.per_page).bind(page.offset())
+            .fetch_all(p).await)?;
+        Ok(Paged {
+            items: rows.into_iter().map(StudentRow::summary).collect(),
+            total,
+        })
+    }
+
+    /// Whether the caller may see a student: the student's current school is in scope, or a school
+    /// in scope held the student before (its read-only 已转出 record).
+    async fn may_see_student(&self, user: &CurrentUser, row: &StudentRow) -> AppResult<bool> {
+        let scope = user.scope();
+        if let (Some(sid), Some(region)) = (row.school_id, row.region_code.as_deref())
+            && scope.covers_school(sid, region)
+        {
+            return Ok(true);
+        }
+        let past: Vec<(i64, String)> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT s.id, s.region_code FROM enrollments e JOIN schools s ON s.id = e.school_id WHERE e.student_id = $1"
+        ).bind(row.id).fetch_all(p).await)?;
+        Ok(past
+            .iter()
+            .any(|(id, region)| scope.covers_school(*id, region)))
+    }
+
+    async fn student_row(&self, student_no: &str) -> AppResult<Option<StudentRow>> {
+        let no = student_no.trim().to_uppercase();
+        let sql = format!(
+            "{STUDENT_SELECT} WHERE st.id = (SELECT student_id FROM student_numbers WHERE student_no = $1)"
+        );
+        Ok(
+            on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&no).fetch_optional(p).await)?,
+        )
+    }
+
+    /// One student by any number they have held, if the caller may see them.
+    pub async fn student(&self, user: &CurrentUser, student_no: &str) -> AppResult<StudentDetail> {
+        let Some(row) = self.student_row(student_no).await? else {
+            return Err(Error::not_found("该学生").into());
+        };
+        if !self.may_see_student(user, &row).await? {
+            return Err(Error::not_found("该学生").into());
+        }
+        let holds_now =
+            matches!(user.scope(), Scope::School { id, .. } if Some(id) == row.school_id);
+        let enrollments: Vec<EnrollmentOut> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT s.code AS school, s.name AS school_name, e.grade, c.name AS class_name, e.status, \
+             e.started_at, e.ended_at, e.transfer_id FROM enrollments e JOIN schools s ON s.id = e.school_id \
+             LEFT JOIN classes c ON c.id = e.class_id WHERE e.student_id = $1 ORDER BY e.id DESC"
+        ).bind(row.id).fetch_all(p).await)?;
+        let numbers: Vec<NumberOut> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT student_no, kind, assigned_at, replaced_at FROM student_numbers WHERE student_id = $1 ORDER BY assigned_at"
+        ).bind(row.id).fetch_all(p).await)?;
+        let grade_name = row
+            .grade
+            .as_deref()
+            .and_then(|g| Grade::parse(g).ok())
+            .map(|g| g.label_zh().to_string());
+        Ok(StudentDetail {
+            id_type: row.id_type.clone(),
+            id_number: holds_now.then(|| row.id_number.clone()),
+            ethnicity: row.ethnicity.clone(),
+            ethnicity_name: row.ethnicity_name.clone(),
+            school: row.school_code.clone(),
+            school_name: row.school_name.clone(),
+            grade_name,
+            created_at: row.created_at,
+            enrollments,
+            numbers,
+            summary: row.summary(),
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! xueji's pure domain: identifiers, codes, the working-day calendar, the transfer state machine
+//! and the error vocabulary. No I/O, no async.
+
+pub mod access;
+pub mod calendar;
+pub mod error;
+pub mod ids;
+pub mod transfer;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,63 @@
+//! `/api/v1`: the JSON API of API.md, with its OpenAPI document built from the same router.
+
+mod auth;
+mod calendar;
+mod reference;
+
+use axum::Json;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use xueji_app::paging::Paged;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "xueji 全国中小学生学籍信息管理系统 API",
+        version = "1",
+        description = "JSON API of xueji. Errors are application/problem+json with a stable `code`. \
+            Lists take `page` and `per_page` and give the total in `X-Total-Count`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(reference::regions))
+        .routes(routes!(reference::schools))
+        .routes(routes!(reference::classes))
+        .routes(routes!(reference::students))
+        .routes(routes!(reference::student))
+        .routes(routes!(calendar::add_working_days))
+}
+
+/// A JSON array with the total in `X-Total-Count`.
+pub fn paged<T: Serialize>(p: Paged<T>) -> Response {
+    let mut res = Json(p.items).into_response();
+    res.headers_mut()
+        .insert("x-total-count", HeaderValue::from(p.total));
+    res
+}

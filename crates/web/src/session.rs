@@ -1,0 +1,110 @@
+//! Who is calling: bearer tokens for the API, the session cookie (with its CSRF token) for pages.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use xueji_app::auth::{CurrentUser, SessionKind};
+use xueji_domain::ErrorCode;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const SESSION_COOKIE: &str = "xueji_session";
+pub const LOGIN_CSRF_COOKIE: &str = "xueji_login_csrf";
+
+/// The signed-in user of an API request (`Authorization: Bearer …`).
+pub struct ApiUser(pub CurrentUser);
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token =
+            bearer_token(&parts.headers).ok_or(ApiError::from(ErrorCode::Unauthenticated))?;
+        match state.app.authenticate(token, SessionKind::Api).await? {
+            Some((user, _)) => Ok(ApiUser(user)),
+            None => Err(ErrorCode::Unauthenticated.into()),
+        }
+    }
+}
+
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Reads one cookie from the request.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The signed-in user of a page request, with the session's CSRF token for its forms.
+pub struct WebUser {
+    pub user: CurrentUser,
+    pub csrf: String,
+    pub token: String,
+}
+
+/// A page request without a valid session: redirect to the login page.
+pub struct LoginRedirect;
+
+impl axum::response::IntoResponse for LoginRedirect {
+    fn into_response(self) -> axum::response::Response {
+        axum::response::Redirect::to("/login").into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for WebUser {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let Some(token) = cookie(parts, SESSION_COOKIE).map(str::to_string) else {
+            return Err(LoginRedirect.into_response());
+        };
+        match state.app.authenticate(&token, SessionKind::Web).await {
+            Ok(Some((user, csrf))) => Ok(WebUser { user, csrf, token }),
+            Ok(None) => Err(LoginRedirect.into_response()),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+/// The client's address, for login throttling.
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientIp(ip))
+    }
+}
+
+/// Constant-time comparison for CSRF tokens.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}

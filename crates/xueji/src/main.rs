@@ -1,0 +1,225 @@
+//! `xueji`: the one binary of the national student status system (see API.md for the contract).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use xueji_app::{App, Clock, Db};
+
+#[derive(Parser)]
+#[command(name = "xueji", version, about = "全国中小学生学籍信息管理系统")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// SQLite database file.
+    #[arg(long, value_name = "PATH", conflicts_with = "database_url")]
+    db: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`.
+    #[arg(long, value_name = "URL", env = "XUEJI_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    fn url(&self, default_path: &str) -> String {
+        if let Some(p) = &self.db {
+            return format!("sqlite://{}", p.display());
+        }
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{default_path}"))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates (if absent) a demo database, loads the demo dataset, and serves it.
+    Demo {
+        #[arg(long, value_name = "PATH", default_value = "./xueji-demo.db")]
+        db: PathBuf,
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:8080",
+            env = "XUEJI_ADDR"
+        )]
+        addr: String,
+    },
+    /// Serves an existing database.
+    Serve {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:8080",
+            env = "XUEJI_ADDR"
+        )]
+        addr: String,
+    },
+    /// Creates or upgrades the schema (idempotent).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Loads a dataset without serving.
+    Seed {
+        #[command(subcommand)]
+        what: SeedWhat,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        what: AuditWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SeedWhat {
+    /// The deterministic demo dataset (idempotent).
+    Demo {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditWhat {
+    /// Checks the hash chain; exit 0 when intact.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+const DEFAULT_DB: &str = "./xueji.db";
+
+async fn open(url: &str) -> anyhow::Result<App> {
+    let db = Db::connect(url).await?;
+    db.migrate().await?;
+    Ok(App::new(db, Clock::system()).await?)
+}
+
+fn print_demo_banner(url: &str) {
+    println!("xueji 全国中小学生学籍信息管理系统（演示）");
+    println!("  网址 URL:       {url}");
+    println!(
+        "  演示账号 accounts (密码 password: {}):",
+        xueji_app::seed::DEMO_PASSWORD
+    );
+    println!("    moe                      全国学籍管理员 national administrator");
+    println!("    edu410000 / edu410100 / edu410105   河南省 / 郑州市 / 金水区 学籍主管部门");
+    println!("    edu440000 / edu440106 / edu110108   广东省 / 天河区 / 海淀区 学籍主管部门");
+    println!("    4101050001-admin / 4101050001-reviewer   金水区第一小学 学籍管理员 / 审核员");
+    println!("    4401060001-admin / 4401060001-reviewer   天河区第一小学 学籍管理员 / 审核员");
+    println!(
+        "    (每所学校: <学校标识码>-admin, <学校标识码>-reviewer; 每个地区: edu<行政区划代码>)"
+    );
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo { db, addr } => {
+            let started = Instant::now();
+            let app = open(&format!("sqlite://{}", db.display())).await?;
+            let summary = app.seed_demo().await?;
+            let server = xueji_web::Server::start(app, &addr).await?;
+            tracing::info!("listening on {}", server.url());
+            println!(
+                "已就绪 ready in {:.1}s: {} regions, {} schools, {} students, {} accounts",
+                started.elapsed().as_secs_f64(),
+                summary.regions,
+                summary.schools,
+                summary.students,
+                summary.users
+            );
+            print_demo_banner(&server.url());
+            wait_for_signal().await;
+            server.stop().await?;
+        }
+        Command::Serve { db, addr } => {
+            let app = open(&db.url(DEFAULT_DB)).await?;
+            let server = xueji_web::Server::start(app, &addr).await?;
+            tracing::info!("listening on {}", server.url());
+            wait_for_signal().await;
+            server.stop().await?;
+        }
+        Command::Migrate { db } => {
+            let d = Db::connect(&db.url(DEFAULT_DB)).await?;
+            d.migrate().await?;
+            println!("schema up to date");
+        }
+        Command::Seed {
+            what: SeedWhat::Demo { db },
+        } => {
+            let app = open(&db.url(DEFAULT_DB)).await?;
+            let s = app.seed_demo().await?;
+            println!(
+                "demo dataset: {} regions, {} schools, {} students, {} accounts",
+                s.regions, s.schools, s.students, s.users
+            );
+        }
+        Command::Audit {
+            what: AuditWhat::Verify { db },
+        } => {
+            let app = open(&db.url(DEFAULT_DB)).await?;
+            match xueji_app::audit::verify(&app.db).await? {
+                xueji_app::audit::ChainCheck::Intact { rows } => {
+                    println!("audit chain intact: {rows} rows")
+                }
+                xueji_app::audit::ChainCheck::Broken { seq, reason } => {
+                    anyhow::bail!("audit chain broken at row {seq}: {reason}")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XUEJI_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xueji: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xueji: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
