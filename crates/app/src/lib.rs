@@ -7,10 +7,13 @@ pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod notifications;
 pub mod paging;
 pub mod reference;
 pub mod seed;
 pub mod students;
+pub mod testing;
+pub mod transfers;
 
 use std::sync::{Arc, RwLock};
 

@@ -2,7 +2,9 @@
 
 mod auth;
 mod calendar;
+mod notifications;
 mod reference;
+mod transfers;
 
 use axum::Json;
 use axum::http::HeaderValue;
@@ -52,6 +54,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reference::students))
         .routes(routes!(reference::student))
         .routes(routes!(calendar::add_working_days))
+        .routes(routes!(transfers::file, transfers::list))
+        .routes(routes!(transfers::detail))
+        .routes(routes!(transfers::review))
+        .routes(routes!(transfers::withdraw))
+        .routes(routes!(transfers::pull_file))
+        .routes(routes!(transfers::paper_file))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::mark_read))
 }
 
 /// A JSON array with the total in `X-Total-Count`.

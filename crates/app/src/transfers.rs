@@ -1,0 +1,1040 @@
+//! 跨省转学 / 省内转学: filing, the chain of reviews, withdrawal, the file pull (调档), the paper
+//! file, and the lists every party works from.
+//!
+//! Every action loads the transfer, asks the pure state machine (`xueji_domain::transfer::decide`)
+//! whether the caller may do it, and writes the transition, its audit row and its notifications
+//! in one transaction guarded by the transfer's version (two simultaneous clicks: one wins, the
+//! other gets `conflict`). The business lock (在办业务) is a row in `open_businesses`, whose
+//! primary key refuses a second open business for the same student.
+
+use chrono::{DateTime, Months, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use xueji_domain::access::{OrgRef, Role};
+use xueji_domain::ids::{Grade, RegionCode, StudentRef};
+use xueji_domain::transfer::{
+    self as machine, Action, Notice, Parties, Side, StepRole, StepSpec, TransferKind, TransferState,
+    TransferStatus, Transition,
+};
+use xueji_domain::{Error, ErrorCode};
+
+use crate::audit::{self, AuditEvent};
+use crate::auth::{CurrentUser, Scope};
+use crate::db::Tx;
+use crate::error::{AppError, AppResult};
+use crate::notifications::notify;
+use crate::paging::{Page, Paged};
+use crate::reference::SchoolOut;
+use crate::{App, on_pool, on_tx};
+
+/// Working days each review step may take (the Measures, Art. 14).
+pub const STEP_DEADLINE_DAYS: u32 = 10;
+/// A step is due soon when at most this many working days remain.
+pub const DUE_SOON_DAYS: i64 = 2;
+/// Largest evidence file (JPG/PNG/PDF).
+pub const MAX_EVIDENCE_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_EVIDENCE_FILES: usize = 5;
+
+/// What the receiving school's administrator files (跨省转学申请 / 省内转学申请).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTransfer {
+    /// The sending province, 6 digits (e.g. `410000`).
+    pub from_province: String,
+    pub student_name: String,
+    /// Formal or temporary 学籍号, or an identity document number.
+    pub student_ref: String,
+    /// Target grade code (`11`–`33`).
+    pub to_grade: String,
+    /// Target class id (a class of the receiving school in that grade).
+    pub to_class_id: i64,
+    /// 转学理由.
+    pub reason: String,
+}
+
+/// An evidence file (佐证材料) attached to an application.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub filename: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The content type of an accepted evidence file, by its leading bytes (not its name).
+pub fn evidence_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StepOut {
+    /// Stable step word: `in_school`, `in_authority`, `out_school`, `out_authority`,
+    /// `shared_authority`, or a leader step.
+    pub step: String,
+    /// The acting organisation: a school code or an authority's region code.
+    pub party: String,
+    /// `school` or `authority`.
+    pub party_type: String,
+    pub party_name: String,
+    /// 转入学校 / 转入学籍主管部门 / …
+    pub party_label: String,
+    /// `approve`, `reject`, or null while undecided.
+    pub decision: Option<String>,
+    pub opinion: Option<String>,
+    /// Username of who decided.
+    pub actor: Option<String>,
+    pub actor_name: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The day the step began (null if not reached).
+    pub began_on: Option<NaiveDate>,
+    /// Due date: 10 working days counting the day the step began.
+    pub due_date: Option<NaiveDate>,
+    /// `done`, `waiting` (the current step), `pending` (not reached) or `skipped` (flow ended).
+    pub state: String,
+    /// Working days past due (0 when not overdue).
+    pub overdue_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EvidenceOut {
+    pub id: i64,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PaperFileOut {
+    /// One month after the pull.
+    pub due_date: Option<NaiveDate>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// 寄送方式 (EMS, 专人送达, …).
+    pub method: Option<String>,
+    pub sent_note: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub received_note: Option<String>,
+}
+
+/// The full view of a transfer (明细).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferDetail {
+    pub id: i64,
+    /// `cross_province` or `intra_province`.
+    pub kind: String,
+    pub status: String,
+    pub status_label: String,
+    pub student_no: String,
+    pub student_name: String,
+    pub from_school: String,
+    pub from_school_name: String,
+    pub to_school: String,
+    pub to_school_name: String,
+    pub from_authority: String,
+    pub to_authority: String,
+    pub from_province: String,
+    pub to_province: String,
+    pub from_grade: String,
+    pub to_grade: String,
+    pub to_class_id: i64,
+    pub to_class_name: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The step waiting now (its `step` word), null once approval has ended.
+    pub current_step: Option<String>,
+    /// Due date of the waiting step.
+    pub due_date: Option<NaiveDate>,
+    pub steps: Vec<StepOut>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub pulled_at: Option<DateTime<Utc>>,
+    pub paper_file: PaperFileOut,
+    pub withdraw_reason: Option<String>,
+    pub evidence: Vec<EvidenceOut>,
+    /// Optimistic-concurrency version; changes with every action.
+    pub version: i64,
+}
+
+/// One row of a transfer list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferSummary {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub status_label: String,
+    pub student_no: String,
+    pub student_name: String,
+    pub from_school: String,
+    pub from_school_name: String,
+    pub to_school: String,
+    pub to_school_name: String,
+    pub to_grade: String,
+    pub created_at: DateTime<Utc>,
+    pub current_step: Option<String>,
+    /// Who acts now, in Chinese (e.g. 待转出学校审核).
+    pub waiting_label: Option<String>,
+    pub due_date: Option<NaiveDate>,
+    pub overdue_days: i64,
+    /// At most two working days left.
+    pub due_soon: bool,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct TransferRow {
+    id: i64,
+    kind: String,
+    status: String,
+    student_id: i64,
+    student_no: String,
+    student_name: String,
+    from_school_id: i64,
+    to_school_id: i64,
+    from_school: String,
+    to_school: String,
+    from_authority: String,
+    to_authority: String,
+    from_region: String,
+    to_region: String,
+    from_grade: String,
+    to_grade: String,
+    to_class_id: i64,
+    reason: String,
+    filed_by: i64,
+    current_step: i64,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    approved_at: Option<DateTime<Utc>>,
+    pulled_at: Option<DateTime<Utc>>,
+    paper_due_date: Option<NaiveDate>,
+    paper_sent_at: Option<DateTime<Utc>>,
+    paper_method: Option<String>,
+    paper_sent_note: Option<String>,
+    paper_received_at: Option<DateTime<Utc>>,
+    paper_received_note: Option<String>,
+    withdraw_reason: Option<String>,
+    from_school_name: String,
+    to_school_name: String,
+    to_class_name: String,
+}
+
+const TRANSFER_SELECT: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.student_no, t.student_name, \
+    t.from_school_id, t.to_school_id, t.from_school, t.to_school, t.from_authority, t.to_authority, \
+    t.from_region, t.to_region, t.from_grade, t.to_grade, t.to_class_id, t.reason, t.filed_by, t.current_step, \
+    t.version, t.created_at, t.updated_at, t.approved_at, t.pulled_at, t.paper_due_date, t.paper_sent_at, \
+    t.paper_method, t.paper_sent_note, t.paper_received_at, t.paper_received_note, t.withdraw_reason, \
+    fs.name AS from_school_name, ts.name AS to_school_name, c.name AS to_class_name \
+    FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
+    JOIN classes c ON c.id = t.to_class_id";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct StepRow {
+    idx: i64,
+    side: String,
+    role: String,
+    party_kind: String,
+    party_code: String,
+    shared: bool,
+    decision: Option<String>,
+    opinion: Option<String>,
+    actor_username: Option<String>,
+    actor_name: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    began_on: Option<NaiveDate>,
+    due_date: Option<NaiveDate>,
+    party_name: Option<String>,
+}
+
+fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::In => "in",
+        Side::Out => "out",
+    }
+}
+
+fn role_str(r: StepRole) -> &'static str {
+    match r {
+        StepRole::SchoolReview => "school_review",
+        StepRole::AuthorityReview => "authority_review",
+        StepRole::LeaderConfirm => "leader_confirm",
+    }
+}
+
+impl StepRow {
+    fn spec(&self) -> StepSpec {
+        StepSpec {
+            side: if self.side == "in" { Side::In } else { Side::Out },
+            party: if self.party_kind == "school" {
+                OrgRef::School(self.party_code.clone())
+            } else {
+                OrgRef::Authority(self.party_code.clone())
+            },
+            role: match self.role.as_str() {
+                "school_review" => StepRole::SchoolReview,
+                "leader_confirm" => StepRole::LeaderConfirm,
+                _ => StepRole::AuthorityReview,
+            },
+            shared: self.shared,
+        }
+    }
+}
+
+fn status_of(s: &str) -> TransferStatus {
+    TransferStatus::parse(s).unwrap_or(TransferStatus::Rejected)
+}
+
+/// The organisation of a notice's addressee in Chinese wording of the event.
+fn notice_text(notice: Notice, kind: TransferKind, t: &NoticeCtx) -> String {
+    let who = format!("学生{}（{} → {}）", t.student_name, t.from_name, t.to_name);
+    let k = kind.label_zh();
+    match notice {
+        Notice::StepWaiting => match &t.due {
+            Some(d) => format!("{k}：{who}的转学申请待贵单位审核，请于{d}前办理。"),
+            None => format!("{k}：{who}的转学申请待贵单位审核。"),
+        },
+        Notice::StepApproved => format!("{k}：{who}的转学申请已通过{}审核。", t.step_label),
+        Notice::Approved => format!("{k}：{who}的转学申请已完成四方核办，请通知学生到转入学校报到并办理调档。"),
+        Notice::Rejected => format!("{k}：{who}的转学申请未获同意（{}），流程已终止。", t.step_label),
+        Notice::Withdrawn => format!("{k}：{who}的转学申请已由转入学校撤销。"),
+        Notice::FilePulled => format!("{k}：转入学校已调取{who}的电子学籍档案，请按约定寄送纸质学籍档案。"),
+        Notice::PaperSent => format!("{k}：转出学校已寄出{who}的纸质学籍档案，请注意接收。"),
+        Notice::PaperReceived => format!("{k}：转入学校已接收{who}的纸质学籍档案，转学办理完毕。"),
+    }
+}
+
+struct NoticeCtx {
+    student_name: String,
+    from_name: String,
+    to_name: String,
+    step_label: String,
+    due: Option<NaiveDate>,
+}
+
+/// Filters of the transfer lists (审核 / 调档 / 查询).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct TransferFilter {
+    /// A status word, e.g. `in_school_review`, `approved`.
+    pub status: Option<String>,
+    /// `cross_province` or `intra_province`.
+    pub kind: Option<String>,
+    /// Only those waiting for the caller's organisation to act.
+    pub todo: Option<bool>,
+    /// Student name prefix or exact student number.
+    pub q: Option<String>,
+    /// Filed on or after (YYYY-MM-DD).
+    pub from_date: Option<NaiveDate>,
+    /// Filed on or before (YYYY-MM-DD).
+    pub to_date: Option<NaiveDate>,
+    /// Only those whose current step is past its due date.
+    pub overdue: Option<bool>,
+    /// `in` (transfers into the caller's schools) or `out`.
+    pub direction: Option<String>,
+}
+
+impl App {
+    async fn load(&self, id: i64) -> AppResult<Option<(TransferRow, Vec<StepRow>)>> {
+        let sql = format!("{TRANSFER_SELECT} WHERE t.id = $1");
+        let row: Option<TransferRow> =
+            on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
+        let Some(row) = row else { return Ok(None) };
+        let steps: Vec<StepRow> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
+             u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
+             COALESCE(sc.name, a.name) AS party_name \
+             FROM transfer_steps st LEFT JOIN users u ON u.id = st.actor_user_id \
+             LEFT JOIN schools sc ON st.party_kind = 'school' AND sc.code = st.party_code \
+             LEFT JOIN authorities a ON st.party_kind = 'authority' AND a.region_code = st.party_code \
+             WHERE st.transfer_id = $1 ORDER BY st.idx"
+        ).bind(id).fetch_all(p).await)?;
+        Ok(Some((row, steps)))
+    }
+
+    /// Whether the caller may see a transfer: a party to it, an authority over either school, or
+    /// the national administrator. Outsiders get `not_found`, never a hint that it exists.
+    fn may_see(&self, user: &CurrentUser, t: &TransferRow, steps: &[StepRow]) -> bool {
+        match user.scope() {
+            Scope::National => true,
+            Scope::School { id, .. } => id == t.from_school_id || id == t.to_school_id,
+            Scope::Region(r) => {
+                r.contains(&t.from_region)
+                    || r.contains(&t.to_region)
+                    || steps.iter().any(|s| s.party_kind == "authority" && s.party_code == r.as_str())
+            }
+        }
+    }
+
+    fn state_of(t: &TransferRow, steps: &[StepRow]) -> TransferState {
+        TransferState {
+            status: status_of(&t.status),
+            chain: steps.iter().map(StepRow::spec).collect(),
+            current_step: t.current_step as usize,
+            filed_by: t.filed_by,
+            to_school: t.to_school.clone(),
+            from_school: t.from_school.clone(),
+        }
+    }
+
+    fn detail_of(&self, t: TransferRow, steps: Vec<StepRow>, evidence: Vec<EvidenceOut>) -> TransferDetail {
+        let cal = self.calendar();
+        let today = self.clock.today();
+        let status = status_of(&t.status);
+        let current = t.current_step as usize;
+        let specs: Vec<StepSpec> = steps.iter().map(StepRow::spec).collect();
+        let steps_out: Vec<StepOut> = steps
+            .into_iter()
+            .zip(specs.iter())
+            .map(|(s, spec)| {
+                let idx = s.idx as usize;
+                let state = if s.decision.is_some() {
+                    "done"
+                } else if idx == current && status.is_review() {
+                    "waiting"
+                } else if status.is_review() || idx > current {
+                    if status.is_review() { "pending" } else { "skipped" }
+                } else {
+                    "skipped"
+                };
+                let overdue_days = match (state, s.due_date) {
+                    ("waiting", Some(d)) => cal.overdue_working_days(d, today),
+                    _ => 0,
+                };
+                StepOut {
+                    step: spec.code().to_string(),
+                    party: s.party_code.clone(),
+                    party_type: s.party_kind.clone(),
+                    party_name: s.party_name.clone().unwrap_or_default(),
+                    party_label: spec.party_label_zh().to_string(),
+                    decision: s.decision,
+                    opinion: s.opinion,
+                    actor: s.actor_username,
+                    actor_name: s.actor_name,
+                    decided_at: s.decided_at,
+                    began_on: s.began_on,
+                    due_date: s.due_date,
+                    state: state.to_string(),
+                    overdue_days,
+                }
+            })
+            .collect();
+        let waiting = steps_out.iter().find(|s| s.state == "waiting");
+        TransferDetail {
+            id: t.id,
+            kind: t.kind,
+            status: t.status.clone(),
+            status_label: status.label_zh().to_string(),
+            student_no: t.student_no,
+            student_name: t.student_name,
+            from_school: t.from_school,
+            from_school_name: t.from_school_name,
+            to_school: t.to_school,
+            to_school_name: t.to_school_name,
+            from_authority: t.from_authority,
+            to_authority: t.to_authority,
+            from_province: format!("{}0000", &t.from_region[0..2]),
+            to_province: format!("{}0000", &t.to_region[0..2]),
+            from_grade: t.from_grade,
+            to_grade: t.to_grade,
+            to_class_id: t.to_class_id,
+            to_class_name: t.to_class_name,
+            reason: t.reason,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            current_step: waiting.map(|s| s.step.clone()),
+            due_date: waiting.and_then(|s| s.due_date),
+            steps: steps_out,
+            approved_at: t.approved_at,
+            pulled_at: t.pulled_at,
+            paper_file: PaperFileOut {
+                due_date: t.paper_due_date,
+                sent_at: t.paper_sent_at,
+                method: t.paper_method,
+                sent_note: t.paper_sent_note,
+                received_at: t.paper_received_at,
+                received_note: t.paper_received_note,
+            },
+            withdraw_reason: t.withdraw_reason,
+            evidence,
+            version: t.version,
+        }
+    }
+
+    /// The transfer's detail (明细), if the caller may see it.
+    pub async fn transfer(&self, user: &CurrentUser, id: i64) -> AppResult<TransferDetail> {
+        let Some((t, steps)) = self.load(id).await? else {
+            return Err(Error::not_found("该转学申请").into());
+        };
+        if !self.may_see(user, &t, &steps) {
+            return Err(Error::not_found("该转学申请").into());
+        }
+        let evidence: Vec<(i64, String, String, i64)> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT id, filename, content_type, size FROM transfer_evidence WHERE transfer_id = $1 ORDER BY id"
+        ).bind(id).fetch_all(p).await)?;
+        let evidence = evidence
+            .into_iter()
+            .map(|(id, filename, content_type, size)| EvidenceOut { id, filename, content_type, size })
+            .collect();
+        Ok(self.detail_of(t, steps, evidence))
+    }
+
+    /// An evidence file of a transfer the caller may see: (filename, content type, bytes).
+    pub async fn transfer_evidence(&self, user: &CurrentUser, id: i64, evidence_id: i64) -> AppResult<(String, String, Vec<u8>)> {
+        self.transfer(user, id).await?;
+        let row: Option<(String, String, Vec<u8>)> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT filename, content_type, data FROM transfer_evidence WHERE id = $1 AND transfer_id = $2"
+        ).bind(evidence_id).bind(id).fetch_optional(p).await)?;
+        row.ok_or_else(|| Error::not_found("该材料").into())
+    }
+
+    /// Files a transfer application (转学申请) for the caller's school.
+    pub async fn file_transfer(&self, user: &CurrentUser, req: &NewTransfer, evidence: Vec<Evidence>) -> AppResult<TransferDetail> {
+        let OrgRef::School(to_code) = &user.org else {
+            return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
+        };
+        if user.role != Role::SchoolAdmin {
+            return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
+        }
+        // Validate every field before looking anything up.
+        let province = RegionCode::parse(&req.from_province).map_err(|_| {
+            Error::validation("from_province", "转出省份应为6位省级行政区划代码，如 410000")
+        })?;
+        if province.province() != province {
+            return Err(Error::validation("from_province", "转出省份应为省级代码（末四位为0000），如 410000").into());
+        }
+        let name = req.student_name.trim();
+        if name.is_empty() || name.chars().count() > 50 {
+            return Err(Error::validation("student_name", "请填写学生姓名（不超过50字）").into());
+        }
+        let student_ref = StudentRef::parse(&req.student_ref)?;
+        let grade = Grade::parse(&req.to_grade).map_err(|e| e.at("to_grade"))?;
+        let reason = req.reason.trim();
+        if reason.is_empty() {
+            return Err(Error::new(ErrorCode::ReasonRequired, "请填写转学理由").at("reason").into());
+        }
+        if reason.chars().count() > 500 {
+            return Err(Error::validation("reason", "转学理由不超过500字").into());
+        }
+        if evidence.len() > MAX_EVIDENCE_FILES {
+            return Err(Error::validation("evidence", format!("佐证材料最多{MAX_EVIDENCE_FILES}个文件")).into());
+        }
+        let mut files = vec![];
+        for f in evidence.into_iter().filter(|f| !f.bytes.is_empty()) {
+            if f.bytes.len() > MAX_EVIDENCE_BYTES {
+                return Err(Error::validation("evidence", format!("材料“{}”超过2MB，请压缩后上传", f.filename)).into());
+            }
+            let Some(ct) = evidence_type(&f.bytes) else {
+                return Err(Error::validation("evidence", format!("材料“{}”不是JPG、PNG或PDF文件", f.filename)).into());
+            };
+            files.push((f, ct));
+        }
+        let province_known: Option<String> = on_pool!(self.db.read(), p => sqlx::query_scalar(
+            "SELECT code FROM regions WHERE code = $1 AND level = 'province'"
+        ).bind(province.as_str()).fetch_optional(p).await)?;
+        if province_known.is_none() {
+            return Err(Error::validation("from_province", "没有这个省级行政区划代码").into());
+        }
+        let to_school = self
+            .school_unscoped(to_code)
+            .await?
+            .ok_or_else(|| Error::not_found("本校"))?;
+        if !to_school.grades.contains(&grade.code()) {
+            return Err(Error::validation("to_grade", format!("本校不设{}", grade.label_zh())).into());
+        }
+        let class: Option<(String, i64, i64)> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT c.grade, c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) \
+             FROM classes c WHERE c.id = $1 AND c.school_id = $2"
+        ).bind(req.to_class_id).bind(to_school.id).fetch_optional(p).await)?;
+        let Some((class_grade, capacity, enrolled)) = class else {
+            return Err(Error::validation("to_class_id", "转入班级不是本校的班级，请重新选择").into());
+        };
+        if class_grade != grade.code() {
+            return Err(Error::validation("to_class_id", "转入班级与转入年级不一致，请重新选择").into());
+        }
+        if enrolled >= capacity {
+            return Err(Error::new(ErrorCode::ClassFull, format!("转入班级已满（{enrolled}/{capacity}人），请选择其他班级"))
+                .at("to_class_id")
+                .into());
+        }
+        // Find the student in the sending province by the exact reference only.
+        let (lo, hi) = province.subtree_range();
+        #[derive(sqlx::FromRow)]
+        struct Found {
+            id: i64,
+            student_no: String,
+            name: String,
+            status: String,
+            school_id: Option<i64>,
+            school_code: Option<String>,
+            grade: Option<String>,
+            class_id: Option<i64>,
+        }
+        let base = "SELECT s.id, s.student_no, s.name, s.status, s.school_id, sc.code AS school_code, s.grade, s.class_id \
+                    FROM students s LEFT JOIN schools sc ON sc.id = s.school_id WHERE s.region_code >= $1 AND s.region_code < $2 AND ";
+        let found: Option<Found> = match &student_ref {
+            StudentRef::StudentNo(no) => {
+                let sql = format!("{base} s.id = (SELECT student_id FROM student_numbers WHERE student_no = $3)");
+                on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&lo).bind(&hi).bind(no.as_str()).fetch_optional(p).await)?
+            }
+            StudentRef::IdNumber(id) => {
+                let sql = format!("{base} s.id_type = '1' AND s.id_number = $3");
+                on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&lo).bind(&hi).bind(id.as_str()).fetch_optional(p).await)?
+            }
+            StudentRef::Document(doc) => {
+                let sql = format!("{base} s.id_type <> '1' AND s.id_number = $3");
+                on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&lo).bind(&hi).bind(doc.as_str()).fetch_optional(p).await)?
+            }
+        };
+        let not_found = || {
+            Error::new(
+                ErrorCode::NotFound,
+                "在所选转出省份未找到该在籍学生，请核对转出省份和学籍号（或身份证件号码）",
+            )
+            .at("student_ref")
+        };
+        let Some(st) = found else { return Err(not_found().into()) };
+        let (Some(from_school_id), Some(from_code), Some(from_grade)) = (st.school_id, st.school_code.clone(), st.grade.clone()) else {
+            return Err(not_found().into());
+        };
+        if st.name != name {
+            return Err(Error::new(ErrorCode::NameMismatch, "学生姓名与学籍信息不一致，请核对后重新填写").at("student_name").into());
+        }
+        match st.status.as_str() {
+            "enrolled" => {}
+            "suspended" => {
+                return Err(Error::new(ErrorCode::PolicyViolation, "该学生处于休学状态，须先办理复学后才能转学").into());
+            }
+            _ => return Err(not_found().into()),
+        }
+        if from_school_id == to_school.id {
+            return Err(Error::validation("student_ref", "该学生已在本校就读，无需转学").into());
+        }
+        let from_school = self.school_unscoped(&from_code).await?.ok_or_else(not_found)?;
+        let kind = TransferKind::between(&from_school.region, &to_school.region);
+        let chain = machine::default_chain(&Parties {
+            from_school: from_school.code.clone(),
+            from_authority: from_school.authority.clone(),
+            to_school: to_school.code.clone(),
+            to_authority: to_school.authority.clone(),
+        });
+        let (state, notices) = machine::new_transfer(chain, user.id, &from_school.code, &to_school.code);
+        let now = self.clock.now();
+        let today = self.clock.today();
+        let due = self.calendar().due_date(today, STEP_DEADLINE_DAYS);
+
+        let mut tx = self.db.begin().await?;
+        let id: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "INSERT INTO transfers (kind, status, student_id, student_no, student_name, from_school_id, to_school_id, \
+             from_school, to_school, from_authority, to_authority, from_region, to_region, from_grade, from_class_id, \
+             to_grade, to_class_id, reason, filed_by, current_step, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20) \
+             RETURNING id"
+        )
+        .bind(kind.as_str()).bind(state.status.as_str()).bind(st.id).bind(&st.student_no).bind(&st.name)
+        .bind(from_school.id).bind(to_school.id).bind(&from_school.code).bind(&to_school.code)
+        .bind(&from_school.authority).bind(&to_school.authority).bind(&from_school.region).bind(&to_school.region)
+        .bind(&from_grade).bind(st.class_id).bind(grade.code()).bind(req.to_class_id).bind(reason).bind(user.id).bind(now)
+        .fetch_one(&mut *c).await)?;
+        // The business lock: the primary key refuses a second open business for this student.
+        let locked = on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO open_businesses (student_id, kind, ref_id, opened_at) VALUES ($1, 'transfer', $2, $3)"
+        ).bind(st.id).bind(id).bind(now).execute(&mut *c).await.map(|r| r.rows_affected()));
+        if let Err(e) = locked {
+            let e = AppError::from(e);
+            if e.is_unique_violation() {
+                return Err(Error::new(
+                    ErrorCode::TransferInProgress,
+                    "该学生有正在办理的业务（如转学、休学），须等该业务办结或撤销后才能申请",
+                )
+                .at("student_ref")
+                .into());
+            }
+            return Err(e);
+        }
+        for (idx, step) in state.chain.iter().enumerate() {
+            let (kind_s, code) = crate::notifications::org_key(&step.party);
+            let (began, due_on) = if idx == 0 { (Some(today), Some(due)) } else { (None, None) };
+            on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, due_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ).bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
+            .bind(kind_s).bind(&code).bind(step.shared).bind(began).bind(due_on)
+            .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        }
+        for (f, ct) in &files {
+            on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO transfer_evidence (transfer_id, filename, content_type, size, data, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            ).bind(id).bind(&f.filename).bind(*ct).bind(f.bytes.len() as i64).bind(&f.bytes).bind(now)
+            .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        }
+        let ctx = NoticeCtx {
+            student_name: st.name.clone(),
+            from_name: from_school.name.clone(),
+            to_name: to_school.name.clone(),
+            step_label: String::new(),
+            due: Some(due),
+        };
+        for (org, n) in notices {
+            notify(&mut tx, &org, n.as_str(), Some(id), &notice_text(n, kind, &ctx), now).await?;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            &user.audit_actor(),
+            AuditEvent {
+                action: "transfer.file",
+                entity_type: "transfer",
+                entity_id: id.to_string(),
+                before: None,
+                after: Some(serde_json::json!({
+                    "kind": kind.as_str(), "status": state.status.as_str(), "student_id": st.id,
+                    "from_school": from_school.code, "to_school": to_school.code,
+                    "to_grade": grade.code(), "to_class_id": req.to_class_id, "evidence": files.len(),
+                })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.transfer(user, id).await
+    }
+
+    /// 审核: the current step's party approves or rejects (reject needs an opinion).
+    pub async fn review_transfer(&self, user: &CurrentUser, id: i64, approve: bool, opinion: &str) -> AppResult<TransferDetail> {
+        self.act(user, id, Action::Review { approve, opinion: opinion.trim().to_string() }, None).await
+    }
+
+    /// 撤销 by the receiving school before approval ends.
+    pub async fn withdraw_transfer(&self, user: &CurrentUser, id: i64, reason: &str) -> AppResult<TransferDetail> {
+        self.act(user, id, Action::Withdraw { reason: reason.trim().to_string() }, None).await
+    }
+
+    /// 调档: after every approval, the receiving school pulls the electronic file.
+    pub async fn pull_file(&self, user: &CurrentUser, id: i64) -> AppResult<TransferDetail> {
+        self.act(user, id, Action::PullFile, None).await
+    }
+
+    /// 纸质档案: `sent` by the sending school (with the method), `received` by the receiving school.
+    pub async fn paper_file(&self, user: &CurrentUser, id: i64, sent: bool, method: Option<&str>, note: &str) -> AppResult<TransferDetail> {
+        let note = note.trim().to_string();
+        if note.chars().count() > 500 {
+            return Err(Error::validation("note", "备注不超过500字").into());
+        }
+        let action = if sent { Action::PaperSent { note } } else { Action::PaperReceived { note } };
+        let method = method.map(str::trim).filter(|m| !m.is_empty()).map(str::to_string);
+        self.act(user, id, action, method).await
+    }
+
+    async fn act(&self, user: &CurrentUser, id: i64, action: Action, method: Option<String>) -> AppResult<TransferDetail> {
+        let Some((t, steps)) = self.load(id).await? else {
+            return Err(Error::not_found("该转学申请").into());
+        };
+        if !self.may_see(user, &t, &steps) {
+            return Err(Error::not_found("该转学申请").into());
+        }
+        let state = Self::state_of(&t, &steps);
+        if matches!(action, Action::Review { .. }) && state.status.is_review() {
+            // A party whose step has just been decided (a double click, a second reviewer of the
+            // same office) learns that the state moved on, not that it is "not its turn".
+            let cur = state.current_step.min(state.chain.len());
+            let acted = state.chain[..cur].iter().any(|s| s.party == user.org);
+            let acts_later = state.chain[cur..].iter().any(|s| s.party == user.org);
+            if acted && !acts_later {
+                return Err(Error::new(ErrorCode::Conflict, "本单位已审核过该申请，申请已转至下一环节，请刷新后查看").into());
+            }
+        }
+        let tr: Transition = machine::decide(&state, &user.actor(), &action)?;
+        let now = self.clock.now();
+        let today = self.clock.today();
+        let cal = self.calendar();
+        let kind = TransferKind::parse(&t.kind).unwrap_or(TransferKind::CrossProvince);
+
+        let mut tx = self.db.begin().await?;
+        let updated = on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE transfers SET status = $1, current_step = $2, version = version + 1, updated_at = $3 \
+             WHERE id = $4 AND version = $5"
+        ).bind(tr.to.as_str()).bind(tr.current_step as i64).bind(now).bind(id).bind(t.version)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if updated != 1 {
+            return Err(Error::conflict().into());
+        }
+        let mut step_label = String::new();
+        let mut next_due = None;
+        match &action {
+            Action::Review { approve, opinion } => {
+                let idx = tr.decided_step.unwrap_or(state.current_step);
+                step_label = state.chain.get(idx).map(|s| s.party_label_zh().to_string()).unwrap_or_default();
+                on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE transfer_steps SET decision = $1, opinion = $2, actor_user_id = $3, actor_name = $4, decided_at = $5 \
+                     WHERE transfer_id = $6 AND idx = $7 AND decision IS NULL"
+                ).bind(if *approve { "approve" } else { "reject" }).bind(Some(opinion.as_str()).filter(|o| !o.is_empty()))
+                .bind(user.id).bind(&user.display_name).bind(now).bind(id).bind(idx as i64)
+                .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+                if *approve && tr.to.is_review() {
+                    let due = cal.due_date(today, STEP_DEADLINE_DAYS);
+                    next_due = Some(due);
+                    on_tx!(&mut tx, c => sqlx::query(
+                        "UPDATE transfer_steps SET began_on = $1, due_date = $2 WHERE transfer_id = $3 AND idx = $4"
+                    ).bind(today).bind(due).bind(id).bind(tr.current_step as i64)
+                    .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+                }
+                if tr.to == TransferStatus::Approved {
+                    on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET approved_at = $1 WHERE id = $2")
+                        .bind(now).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+                }
+            }
+            Action::Withdraw { reason } => {
+                on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET withdraw_reason = $1 WHERE id = $2")
+                    .bind(reason).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+            }
+            Action::PullFile => {
+                let paper_due = today.checked_add_months(Months::new(1)).unwrap_or(today);
+                on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET pulled_at = $1, paper_due_date = $2 WHERE id = $3")
+                    .bind(now).bind(paper_due).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+            }
+            Action::PaperSent { note } => {
+                on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE transfers SET paper_sent_at = $1, paper_method = $2, paper_sent_note = $3 WHERE id = $4"
+                ).bind(now).bind(&method).bind(note).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+            }
+            Action::PaperReceived { note } => {
+                on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE transfers SET paper_received_at = $1, paper_received_note = $2 WHERE id = $3"
+                ).bind(now).bind(note).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+            }
+        }
+        if tr.moves_enrollment {
+            self.move_enrollment(&mut tx, &t, now).await?;
+        }
+        if tr.unlocks_student {
+            on_tx!(&mut tx, c => sqlx::query(
+                "DELETE FROM open_businesses WHERE student_id = $1 AND kind = 'transfer' AND ref_id = $2"
+            ).bind(t.student_id).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        }
+        let ctx = NoticeCtx {
+            student_name: t.student_name.clone(),
+            from_name: t.from_school_name.clone(),
+            to_name: t.to_school_name.clone(),
+            step_label,
+            due: next_due,
+        };
+        for (org, n) in &tr.notify {
+            notify(&mut tx, org, n.as_str(), Some(id), &notice_text(*n, kind, &ctx), now).await?;
+        }
+        let action_name = match &action {
+            Action::Review { approve: true, .. } => "transfer.approve",
+            Action::Review { approve: false, .. } => "transfer.reject",
+            Action::Withdraw { .. } => "transfer.withdraw",
+            Action::PullFile => "transfer.pull_file",
+            Action::PaperSent { .. } => "transfer.paper_sent",
+            Action::PaperReceived { .. } => "transfer.paper_received",
+        };
+        let detail = match &action {
+            Action::Review { opinion, .. } => serde_json::json!({ "step": tr.decided_step, "opinion": opinion }),
+            Action::Withdraw { reason } => serde_json::json!({ "reason": reason }),
+            Action::PaperSent { note } => serde_json::json!({ "method": method, "note": note }),
+            Action::PaperReceived { note } => serde_json::json!({ "note": note }),
+            Action::PullFile => serde_json::json!({ "to_school": t.to_school, "to_class_id": t.to_class_id }),
+        };
+        audit::record(
+            &mut tx,
+            now,
+            &user.audit_actor(),
+            AuditEvent {
+                action: action_name,
+                entity_type: "transfer",
+                entity_id: id.to_string(),
+                before: Some(serde_json::json!({ "status": t.status, "current_step": t.current_step, "version": t.version })),
+                after: Some(serde_json::json!({ "status": tr.to.as_str(), "current_step": tr.current_step, "detail": detail })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.transfer(user, id).await
+    }
+
+    /// 调档 in the open transaction: the enrollment, the archive custody and the scoping region
+    /// move to the receiving school; the sending school keeps its enrollment row as 已转出.
+    async fn move_enrollment(&self, tx: &mut Tx, t: &TransferRow, now: DateTime<Utc>) -> AppResult<()> {
+        let (capacity, enrolled): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
+            "SELECT c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) FROM classes c WHERE c.id = $1"
+        ).bind(t.to_class_id).fetch_one(&mut *c).await)?;
+        if enrolled >= capacity {
+            return Err(Error::new(
+                ErrorCode::ClassFull,
+                format!("转入班级已满（{enrolled}/{capacity}人），请联系学校调整班级容量后再调档"),
+            )
+            .into());
+        }
+        let moved = on_tx!(tx, c => sqlx::query(
+            "UPDATE students SET school_id = $1, grade = $2, class_id = $3, region_code = $4, version = version + 1, \
+             updated_at = $5 WHERE id = $6 AND school_id = $7"
+        ).bind(t.to_school_id).bind(&t.to_grade).bind(t.to_class_id).bind(&t.to_region).bind(now)
+        .bind(t.student_id).bind(t.from_school_id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if moved != 1 {
+            return Err(Error::conflict().into());
+        }
+        on_tx!(tx, c => {
+            sqlx::query(
+                "UPDATE enrollments SET status = 'transferred_out', ended_at = $1, transfer_id = $2 \
+                 WHERE student_id = $3 AND school_id = $4 AND ended_at IS NULL",
+            ).bind(now).bind(t.id).bind(t.student_id).bind(t.from_school_id).execute(&mut *c).await?;
+            sqlx::query(
+                "INSERT INTO enrollments (student_id, school_id, grade, class_id, status, started_at, transfer_id) \
+                 VALUES ($1, $2, $3, $4, 'active', $5, $6)",
+            ).bind(t.student_id).bind(t.to_school_id).bind(&t.to_grade).bind(t.to_class_id).bind(now).bind(t.id)
+            .execute(&mut *c).await.map(|r| r.rows_affected())?
+        });
+        Ok(())
+    }
+
+    /// The transfers the caller's organisation takes part in (authorities: those of the schools in
+    /// their region), filtered; `todo` keeps those waiting for the caller.
+    pub async fn transfers(&self, user: &CurrentUser, f: &TransferFilter, page: Page) -> AppResult<Paged<TransferSummary>> {
+        let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                TransferStatus::parse(s)
+                    .ok_or_else(|| Error::validation("status", "状态值无效"))?
+                    .as_str(),
+            ),
+            None => None,
+        };
+        let kind = match f.kind.as_deref().filter(|s| !s.is_empty()) {
+            Some(k) => Some(TransferKind::parse(k).ok_or_else(|| Error::validation("kind", "类型应为 cross_province 或 intra_province"))?.as_str()),
+            None => None,
+        };
+        let direction = match f.direction.as_deref().filter(|s| !s.is_empty()) {
+            Some("in") => Some("in"),
+            Some("out") => Some("out"),
+            Some(_) => return Err(Error::validation("direction", "方向应为 in 或 out").into()),
+            None => None,
+        };
+        let scope = user.scope();
+        let (school_id, lo, hi) = match &scope {
+            Scope::School { id, .. } => (Some(*id), "000000".to_string(), "999999".to_string()),
+            Scope::Region(r) => {
+                let (lo, hi) = r.subtree_range();
+                (None, lo, hi)
+            }
+            Scope::National => (None, "000000".into(), "999999".into()),
+        };
+        let (org_kind, org_code) = crate::notifications::org_key(&user.org);
+        let can_review = matches!(user.role, Role::SchoolReviewer | Role::AuthorityAdmin);
+        let is_school = user.role.is_school();
+        let my_school = match &user.org {
+            OrgRef::School(c) => c.clone(),
+            _ => String::new(),
+        };
+        let todo = f.todo.unwrap_or(false);
+        let today = self.clock.today();
+        let q = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_uppercase);
+        let q_prefix = q.as_ref().map(|q| format!("{q}%"));
+        let from_ts = f.from_date.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc() - chrono::Duration::hours(8));
+        let to_ts = f.to_date.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc() - chrono::Duration::hours(8));
+        let where_ = "WHERE (($1 IS NOT NULL AND (t.to_school_id = $1 OR t.from_school_id = $1)) \
+              OR ($1 IS NULL AND ((t.to_region >= $2 AND t.to_region < $3) OR (t.from_region >= $2 AND t.from_region < $3)))) \
+            AND ($4 IS NULL OR t.status = $4) AND ($5 IS NULL OR t.kind = $5) \
+            AND ($6 IS NULL OR t.student_no = $6 OR t.student_name LIKE $7) \
+            AND ($8 IS NULL OR t.created_at >= $8) AND ($9 IS NULL OR t.created_at < $9) \
+            AND ($10 = FALSE OR (cs.due_date IS NOT NULL AND cs.due_date < $11 AND cs.decision IS NULL \
+                 AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review'))) \
+            AND ($12 IS NULL OR ($12 = 'in' AND ($1 IS NULL OR t.to_school_id = $1)) OR ($12 = 'out' AND ($1 IS NULL OR t.from_school_id = $1))) \
+            AND ($13 = FALSE OR ( \
+                 ($14 = TRUE AND cs.decision IS NULL AND cs.party_kind = $15 AND cs.party_code = $16 \
+                  AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review')) \
+              OR ($17 = TRUE AND t.status = 'approved' AND t.to_school = $18) \
+              OR ($17 = TRUE AND t.status = 'file_pulled' AND t.from_school = $18) \
+              OR ($17 = TRUE AND t.status = 'paper_sent' AND t.to_school = $18)))";
+        let from_ = "FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
+            LEFT JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step";
+        let count_sql = format!("SELECT COUNT(*) {from_} {where_}");
+        let list_sql = format!(
+            "SELECT t.id, t.kind, t.status, t.student_no, t.student_name, t.from_school, fs.name AS from_school_name, \
+             t.to_school, ts.name AS to_school_name, t.to_grade, t.created_at, cs.code AS step_code, cs.side AS step_side, \
+             cs.role AS step_role, cs.shared AS step_shared, cs.due_date AS step_due, cs.decision AS step_decision \
+             {from_} {where_} ORDER BY t.id DESC LIMIT $19 OFFSET $20"
+        );
+        macro_rules! binds {
+            ($q:expr) => {
+                $q.bind(school_id).bind(&lo).bind(&hi).bind(status).bind(kind).bind(&q).bind(&q_prefix)
+                    .bind(from_ts).bind(to_ts).bind(f.overdue.unwrap_or(false)).bind(today).bind(direction)
+                    .bind(todo).bind(can_review).bind(org_kind).bind(&org_code).bind(is_school).bind(&my_school)
+            };
+        }
+        let total: i64 = on_pool!(self.db.read(), p => binds!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))).fetch_one(p).await)?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            kind: String,
+            status: String,
+            student_no: String,
+            student_name: String,
+            from_school: String,
+            from_school_name: String,
+            to_school: String,
+            to_school_name: String,
+            to_grade: String,
+            created_at: DateTime<Utc>,
+            step_code: Option<String>,
+            step_side: Option<String>,
+            step_role: Option<String>,
+            step_shared: Option<bool>,
+            step_due: Option<NaiveDate>,
+            step_decision: Option<String>,
+        }
+        let rows: Vec<Row> = on_pool!(self.db.read(), p => binds!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())))
+            .bind(page.per_page).bind(page.offset()).fetch_all(p).await)?;
+        let cal = self.calendar();
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                let st = status_of(&r.status);
+                let waiting = st.is_review() && r.step_decision.is_none();
+                let spec = (waiting && r.step_side.is_some()).then(|| StepSpec {
+                    side: if r.step_side.as_deref() == Some("in") { Side::In } else { Side::Out },
+                    party: OrgRef::National,
+                    role: match r.step_role.as_deref() {
+                        Some("school_review") => StepRole::SchoolReview,
+                        Some("leader_confirm") => StepRole::LeaderConfirm,
+                        _ => StepRole::AuthorityReview,
+                    },
+                    shared: r.step_shared.unwrap_or(false),
+                });
+                let due = if waiting { r.step_due } else { None };
+                let overdue_days = due.map(|d| cal.overdue_working_days(d, today)).unwrap_or(0);
+                let due_soon = due.is_some_and(|d| overdue_days == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
+                TransferSummary {
+                    id: r.id,
+                    kind: r.kind,
+                    status: r.status,
+                    status_label: st.label_zh().to_string(),
+                    student_no: r.student_no,
+                    student_name: r.student_name,
+                    from_school: r.from_school,
+                    from_school_name: r.from_school_name,
+                    to_school: r.to_school,
+                    to_school_name: r.to_school_name,
+                    to_grade: r.to_grade,
+                    created_at: r.created_at,
+                    current_step: if waiting { r.step_code } else { None },
+                    waiting_label: spec.map(|s| s.waiting_zh()),
+                    due_date: due,
+                    overdue_days,
+                    due_soon,
+                }
+            })
+            .collect();
+        Ok(Paged { items, total })
+    }
+
+    /// Classes of the caller's own school (for the application form's target-class choice).
+    pub async fn own_school(&self, user: &CurrentUser) -> AppResult<Option<SchoolOut>> {
+        match &user.org {
+            OrgRef::School(c) => self.school_unscoped(c).await,
+            _ => Ok(None),
+        }
+    }
+}
