@@ -4,9 +4,11 @@
 
 pub mod audit;
 pub mod auth;
+pub mod calendar_admin;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod notifications;
 pub mod paging;
 pub mod reference;

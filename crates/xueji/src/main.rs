@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use xueji_app::{App, Clock, Db};
 
@@ -70,6 +72,27 @@ enum Command {
     Seed {
         #[command(subcommand)]
         what: SeedWhat,
+    },
+    /// Runs the benchmark scenarios and prints figures beside the bare database's own.
+    Bench {
+        /// Students added to the demo dataset for the run.
+        #[arg(long, default_value_t = 2000)]
+        students: usize,
+        /// Complete transfers to run through the HTTP API.
+        #[arg(long, default_value_t = 2000)]
+        transfers: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// A fresh SQLite file path (default: a temporary file).
+        #[arg(long, value_name = "PATH", conflicts_with = "database_url")]
+        db: Option<PathBuf>,
+        /// `postgres://…` server: the run creates and then drops its own database there.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// SQLite `synchronous=NORMAL` instead of the default FULL.
+        #[arg(long)]
+        normal: bool,
     },
     /// Audit trail tools.
     Audit {
@@ -162,6 +185,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "demo dataset: {} regions, {} schools, {} students, {} accounts",
                 s.regions, s.schools, s.students, s.users
             );
+        }
+        Command::Bench { students, transfers, clients, db, database_url, normal } => {
+            bench::run(bench::BenchOpts {
+                students,
+                transfers,
+                clients,
+                database_url: db.map(|p| format!("sqlite://{}", p.display())).or(database_url),
+                durability: if normal { xueji_app::db::Durability::Normal } else { xueji_app::db::Durability::Full },
+            })
+            .await?;
         }
         Command::Audit {
             what: AuditWhat::Verify { db },

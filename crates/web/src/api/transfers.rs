@@ -162,3 +162,60 @@ pub async fn paper_file(
     };
     Ok(Json(s.app.paper_file(&u, id, sent, b.method.as_deref(), &b.note).await?))
 }
+
+/// The current filter of the transfer query as an .xlsx workbook (导出); audited.
+#[utoipa::path(get, path = "/api/v1/transfers.xlsx", tag = "transfers", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>),
+        (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn export(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+    let f = TransferFilter {
+        status: q.status,
+        kind: q.kind,
+        todo: q.todo,
+        q: q.q,
+        from_date: q.from_date,
+        to_date: q.to_date,
+        overdue: q.overdue,
+        direction: q.direction,
+    };
+    let bytes = s.app.export_transfers(&u, &f).await?;
+    Ok(xlsx_response(bytes, "transfers.xlsx"))
+}
+
+/// An .xlsx download.
+pub fn xlsx_response(bytes: Vec<u8>, filename: &str) -> Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// An evidence file of a transfer the caller may see.
+#[utoipa::path(get, path = "/api/v1/transfers/{id}/evidence/{evidence_id}", tag = "transfers", security(("bearer" = [])),
+    params(("id" = i64, Path), ("evidence_id" = i64, Path)),
+    responses((status = 200, body = Vec<u8>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn evidence(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path((id, evidence_id)): Path<(i64, i64)>,
+) -> ApiResult<Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let (_name, content_type, bytes) = s.app.transfer_evidence(&u, id, evidence_id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"evidence-{evidence_id}\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
