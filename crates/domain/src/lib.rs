@@ -5,6 +5,7 @@ pub mod access;
 pub mod calendar;
 pub mod error;
 pub mod ids;
+pub mod policy;
 pub mod transfer;
 
 pub use error::{Error, ErrorCode, Result};
