@@ -9,15 +9,16 @@
 
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use xueji_domain::access::{OrgRef, Role};
+use xueji_domain::access::{Actor, OrgRef, Role};
+use xueji_domain::policy::{FilingFacts, OverdueAction};
 use xueji_domain::ids::{Grade, RegionCode, StudentRef};
 use xueji_domain::transfer::{
-    self as machine, Action, Notice, Parties, Side, StepRole, StepSpec, TransferKind, TransferState,
+    self as machine, Action, Notice, Side, StepRole, StepSpec, TransferKind, TransferState,
     TransferStatus, Transition,
 };
 use xueji_domain::{Error, ErrorCode};
 
-use crate::audit::{self, AuditEvent};
+use crate::audit::{self, AuditActor, AuditEvent};
 use crate::auth::{CurrentUser, Scope};
 use crate::db::Tx;
 use crate::error::{AppError, AppResult};
@@ -98,6 +99,14 @@ pub struct StepOut {
     pub state: String,
     /// Working days past due (0 when not overdue).
     pub overdue_days: i64,
+    /// Working days this step may take (by the policy of its side).
+    pub deadline_days: i64,
+    /// What happens when it is overdue: `flag`, `escalate` or `auto_approve`.
+    pub overdue_action: String,
+    /// After escalation: the authority above that may now act on the step.
+    pub escalated_to: Option<String>,
+    /// Decided by the system under the province's 逾期视为同意 rule.
+    pub auto_decided: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -157,6 +166,13 @@ pub struct TransferDetail {
     pub evidence: Vec<EvidenceOut>,
     /// Optimistic-concurrency version; changes with every action.
     pub version: i64,
+    /// Policy versions the transfer was filed under (0 = national default).
+    pub from_policy_version: i64,
+    pub to_policy_version: i64,
+    /// 查询码 for the parents; shown to the receiving school only.
+    pub query_code: Option<String>,
+    /// Why the province closed the case (status `closed`).
+    pub closed_reason: Option<String>,
 }
 
 /// One row of a transfer list.
@@ -184,42 +200,46 @@ pub struct TransferSummary {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct TransferRow {
-    id: i64,
-    kind: String,
-    status: String,
-    student_id: i64,
-    student_no: String,
-    student_name: String,
-    from_school_id: i64,
-    to_school_id: i64,
-    from_school: String,
-    to_school: String,
-    from_authority: String,
-    to_authority: String,
-    from_region: String,
-    to_region: String,
-    from_grade: String,
-    to_grade: String,
-    to_class_id: i64,
-    reason: String,
-    filed_by: i64,
-    current_step: i64,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    approved_at: Option<DateTime<Utc>>,
-    pulled_at: Option<DateTime<Utc>>,
-    paper_due_date: Option<NaiveDate>,
-    paper_sent_at: Option<DateTime<Utc>>,
-    paper_method: Option<String>,
-    paper_sent_note: Option<String>,
-    paper_received_at: Option<DateTime<Utc>>,
-    paper_received_note: Option<String>,
-    withdraw_reason: Option<String>,
-    from_school_name: String,
-    to_school_name: String,
-    to_class_name: String,
+pub(crate) struct TransferRow {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) status: String,
+    pub(crate) student_id: i64,
+    pub(crate) student_no: String,
+    pub(crate) student_name: String,
+    pub(crate) from_school_id: i64,
+    pub(crate) to_school_id: i64,
+    pub(crate) from_school: String,
+    pub(crate) to_school: String,
+    pub(crate) from_authority: String,
+    pub(crate) to_authority: String,
+    pub(crate) from_region: String,
+    pub(crate) to_region: String,
+    pub(crate) from_grade: String,
+    pub(crate) to_grade: String,
+    pub(crate) to_class_id: i64,
+    pub(crate) reason: String,
+    pub(crate) filed_by: i64,
+    pub(crate) current_step: i64,
+    pub(crate) version: i64,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) approved_at: Option<DateTime<Utc>>,
+    pub(crate) pulled_at: Option<DateTime<Utc>>,
+    pub(crate) paper_due_date: Option<NaiveDate>,
+    pub(crate) paper_sent_at: Option<DateTime<Utc>>,
+    pub(crate) paper_method: Option<String>,
+    pub(crate) paper_sent_note: Option<String>,
+    pub(crate) paper_received_at: Option<DateTime<Utc>>,
+    pub(crate) paper_received_note: Option<String>,
+    pub(crate) withdraw_reason: Option<String>,
+    pub(crate) from_policy_version: i64,
+    pub(crate) to_policy_version: i64,
+    pub(crate) query_code: Option<String>,
+    pub(crate) closed_reason: Option<String>,
+    pub(crate) from_school_name: String,
+    pub(crate) to_school_name: String,
+    pub(crate) to_class_name: String,
 }
 
 const TRANSFER_SELECT: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.student_no, t.student_name, \
@@ -227,26 +247,31 @@ const TRANSFER_SELECT: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.st
     t.from_region, t.to_region, t.from_grade, t.to_grade, t.to_class_id, t.reason, t.filed_by, t.current_step, \
     t.version, t.created_at, t.updated_at, t.approved_at, t.pulled_at, t.paper_due_date, t.paper_sent_at, \
     t.paper_method, t.paper_sent_note, t.paper_received_at, t.paper_received_note, t.withdraw_reason, \
+    t.from_policy_version, t.to_policy_version, t.query_code, t.closed_reason, \
     fs.name AS from_school_name, ts.name AS to_school_name, c.name AS to_class_name \
     FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
     JOIN classes c ON c.id = t.to_class_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct StepRow {
-    idx: i64,
-    side: String,
-    role: String,
-    party_kind: String,
-    party_code: String,
-    shared: bool,
-    decision: Option<String>,
-    opinion: Option<String>,
-    actor_username: Option<String>,
-    actor_name: Option<String>,
-    decided_at: Option<DateTime<Utc>>,
-    began_on: Option<NaiveDate>,
-    due_date: Option<NaiveDate>,
-    party_name: Option<String>,
+pub(crate) struct StepRow {
+    pub(crate) idx: i64,
+    pub(crate) side: String,
+    pub(crate) role: String,
+    pub(crate) party_kind: String,
+    pub(crate) party_code: String,
+    pub(crate) shared: bool,
+    pub(crate) decision: Option<String>,
+    pub(crate) opinion: Option<String>,
+    pub(crate) actor_username: Option<String>,
+    pub(crate) actor_name: Option<String>,
+    pub(crate) decided_at: Option<DateTime<Utc>>,
+    pub(crate) began_on: Option<NaiveDate>,
+    pub(crate) due_date: Option<NaiveDate>,
+    pub(crate) party_name: Option<String>,
+    pub(crate) deadline_days: i64,
+    pub(crate) overdue_action: String,
+    pub(crate) escalated_to: Option<String>,
+    pub(crate) auto_decided: bool,
 }
 
 fn side_str(s: Side) -> &'static str {
@@ -265,7 +290,7 @@ fn role_str(r: StepRole) -> &'static str {
 }
 
 impl StepRow {
-    fn spec(&self) -> StepSpec {
+    pub(crate) fn spec(&self) -> StepSpec {
         StepSpec {
             side: if self.side == "in" { Side::In } else { Side::Out },
             party: if self.party_kind == "school" {
@@ -306,6 +331,30 @@ fn notice_text(notice: Notice, kind: TransferKind, t: &NoticeCtx) -> String {
     }
 }
 
+/// Who an action is recorded as: a user, or the system (逾期视为同意).
+pub(crate) struct Who {
+    pub user_id: Option<i64>,
+    pub name: String,
+    pub audit: AuditActor,
+    pub auto: bool,
+}
+
+pub(crate) fn overdue_str(a: OverdueAction) -> &'static str {
+    match a {
+        OverdueAction::Flag => "flag",
+        OverdueAction::Escalate => "escalate",
+        OverdueAction::AutoApprove => "auto_approve",
+    }
+}
+
+/// A 查询码: 10 characters without look-alikes (no 0/O, 1/I).
+fn new_query_code() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
 struct NoticeCtx {
     student_name: String,
     from_name: String,
@@ -336,7 +385,7 @@ pub struct TransferFilter {
 }
 
 impl App {
-    async fn load(&self, id: i64) -> AppResult<Option<(TransferRow, Vec<StepRow>)>> {
+    pub(crate) async fn load(&self, id: i64) -> AppResult<Option<(TransferRow, Vec<StepRow>)>> {
         let sql = format!("{TRANSFER_SELECT} WHERE t.id = $1");
         let row: Option<TransferRow> =
             on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
@@ -344,7 +393,7 @@ impl App {
         let steps: Vec<StepRow> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
              u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
-             COALESCE(sc.name, a.name) AS party_name \
+             COALESCE(sc.name, a.name) AS party_name, st.deadline_days, st.overdue_action, st.escalated_to, st.auto_decided \
              FROM transfer_steps st LEFT JOIN users u ON u.id = st.actor_user_id \
              LEFT JOIN schools sc ON st.party_kind = 'school' AND sc.code = st.party_code \
              LEFT JOIN authorities a ON st.party_kind = 'authority' AND a.region_code = st.party_code \
@@ -367,7 +416,7 @@ impl App {
         }
     }
 
-    fn state_of(t: &TransferRow, steps: &[StepRow]) -> TransferState {
+    pub(crate) fn state_of(t: &TransferRow, steps: &[StepRow]) -> TransferState {
         TransferState {
             status: status_of(&t.status),
             chain: steps.iter().map(StepRow::spec).collect(),
@@ -378,7 +427,8 @@ impl App {
         }
     }
 
-    fn detail_of(&self, t: TransferRow, steps: Vec<StepRow>, evidence: Vec<EvidenceOut>) -> TransferDetail {
+    fn detail_of(&self, user: &CurrentUser, t: TransferRow, steps: Vec<StepRow>, evidence: Vec<EvidenceOut>) -> TransferDetail {
+        let receiving = matches!(&user.org, OrgRef::School(c) if *c == t.to_school);
         let cal = self.calendar();
         let today = self.clock.today();
         let status = status_of(&t.status);
@@ -417,6 +467,10 @@ impl App {
                     due_date: s.due_date,
                     state: state.to_string(),
                     overdue_days,
+                    deadline_days: s.deadline_days,
+                    overdue_action: s.overdue_action,
+                    escalated_to: s.escalated_to,
+                    auto_decided: s.auto_decided,
                 }
             })
             .collect();
@@ -459,6 +513,10 @@ impl App {
             withdraw_reason: t.withdraw_reason,
             evidence,
             version: t.version,
+            from_policy_version: t.from_policy_version,
+            to_policy_version: t.to_policy_version,
+            query_code: if receiving { t.query_code } else { None },
+            closed_reason: t.closed_reason,
         }
     }
 
@@ -477,7 +535,7 @@ impl App {
             .into_iter()
             .map(|(id, filename, content_type, size)| EvidenceOut { id, filename, content_type, size })
             .collect();
-        Ok(self.detail_of(t, steps, evidence))
+        Ok(self.detail_of(user, t, steps, evidence))
     }
 
     /// An evidence file of a transfer the caller may see: (filename, content type, bytes).
@@ -601,41 +659,53 @@ impl App {
         if st.name != name {
             return Err(Error::new(ErrorCode::NameMismatch, "学生姓名与学籍信息不一致，请核对后重新填写").at("student_name").into());
         }
-        match st.status.as_str() {
-            "enrolled" => {}
-            "suspended" => {
-                return Err(Error::new(ErrorCode::PolicyViolation, "该学生处于休学状态，须先办理复学后才能转学").into());
-            }
-            _ => return Err(not_found().into()),
+        if !matches!(st.status.as_str(), "enrolled" | "suspended") {
+            return Err(not_found().into());
         }
         if from_school_id == to_school.id {
             return Err(Error::validation("student_ref", "该学生已在本校就读，无需转学").into());
         }
         let from_school = self.school_unscoped(&from_code).await?.ok_or_else(not_found)?;
         let kind = TransferKind::between(&from_school.region, &to_school.region);
-        let chain = machine::default_chain(&Parties {
-            from_school: from_school.code.clone(),
-            from_authority: from_school.authority.clone(),
-            to_school: to_school.code.clone(),
-            to_authority: to_school.authority.clone(),
-        });
-        let (state, notices) = machine::new_transfer(chain, user.id, &from_school.code, &to_school.code);
         let now = self.clock.now();
         let today = self.clock.today();
-        let due = self.calendar().due_date(today, STEP_DEADLINE_DAYS);
+        // Each province's rules apply to its own side (Art. 11).
+        let from_province = format!("{}0000", &from_school.region[0..2]);
+        let to_province = format!("{}0000", &to_school.region[0..2]);
+        let (from_version, from_policy) = self.current_policy(&from_province).await?;
+        let (to_version, to_policy) = self.current_policy(&to_province).await?;
+        let facts = FilingFacts {
+            date: today,
+            kind,
+            from_grade: Grade::parse(&from_grade)?,
+            to_grade: grade,
+            suspended: st.status == "suspended",
+            reason,
+            evidence_files: files.len() as u32,
+        };
+        to_policy.check_filing(Side::In, &self.province_name(&to_province).await?, &facts)?;
+        from_policy.check_filing(Side::Out, &self.province_name(&from_province).await?, &facts)?;
+        let to_line = self.authority_line(&to_school.code, &to_school.region, &to_school.authority).await?;
+        let from_line = self.authority_line(&from_school.code, &from_school.region, &from_school.authority).await?;
+        let chain = xueji_domain::policy::chain(&to_line, &to_policy, &from_line, &from_policy);
+        let (state, notices) = machine::new_transfer(chain, user.id, &from_school.code, &to_school.code);
+        let due = self.calendar().due_date(today, to_policy.deadline_days);
+        let query_code = new_query_code();
 
         let mut tx = self.db.begin().await?;
         let id: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
             "INSERT INTO transfers (kind, status, student_id, student_no, student_name, from_school_id, to_school_id, \
              from_school, to_school, from_authority, to_authority, from_region, to_region, from_grade, from_class_id, \
-             to_grade, to_class_id, reason, filed_by, current_step, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20) \
+             to_grade, to_class_id, reason, filed_by, current_step, version, created_at, updated_at, \
+             from_policy_version, to_policy_version, query_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20, $21, $22, $23) \
              RETURNING id"
         )
         .bind(kind.as_str()).bind(state.status.as_str()).bind(st.id).bind(&st.student_no).bind(&st.name)
         .bind(from_school.id).bind(to_school.id).bind(&from_school.code).bind(&to_school.code)
         .bind(&from_school.authority).bind(&to_school.authority).bind(&from_school.region).bind(&to_school.region)
         .bind(&from_grade).bind(st.class_id).bind(grade.code()).bind(req.to_class_id).bind(reason).bind(user.id).bind(now)
+        .bind(from_version).bind(to_version).bind(&query_code)
         .fetch_one(&mut *c).await)?;
         // The business lock: the primary key refuses a second open business for this student.
         let locked = on_tx!(&mut tx, c => sqlx::query(
@@ -656,11 +726,13 @@ impl App {
         for (idx, step) in state.chain.iter().enumerate() {
             let (kind_s, code) = crate::notifications::org_key(&step.party);
             let (began, due_on) = if idx == 0 { (Some(today), Some(due)) } else { (None, None) };
+            let side_policy = if step.side == Side::In { &to_policy } else { &from_policy };
             on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, due_date) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, due_date, \
+                 deadline_days, overdue_action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ).bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
             .bind(kind_s).bind(&code).bind(step.shared).bind(began).bind(due_on)
+            .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action))
             .execute(&mut *c).await.map(|r| r.rows_affected()))?;
         }
         for (f, ct) in &files {
@@ -692,6 +764,7 @@ impl App {
                     "kind": kind.as_str(), "status": state.status.as_str(), "student_id": st.id,
                     "from_school": from_school.code, "to_school": to_school.code,
                     "to_grade": grade.code(), "to_class_id": req.to_class_id, "evidence": files.len(),
+                    "from_policy_version": from_version, "to_policy_version": to_version,
                 })),
             },
             None,
@@ -735,17 +808,53 @@ impl App {
             return Err(Error::not_found("该转学申请").into());
         }
         let state = Self::state_of(&t, &steps);
+        let mut actor = user.actor();
+        let mut name = user.display_name.clone();
         if matches!(action, Action::Review { .. }) && state.status.is_review() {
-            // A party whose step has just been decided (a double click, a second reviewer of the
-            // same office) learns that the state moved on, not that it is "not its turn".
-            let cur = state.current_step.min(state.chain.len());
-            let acted = state.chain[..cur].iter().any(|s| s.party == user.org);
-            let acts_later = state.chain[cur..].iter().any(|s| s.party == user.org);
-            if acted && !acts_later {
-                return Err(Error::new(ErrorCode::Conflict, "本单位已审核过该申请，申请已转至下一环节，请刷新后查看").into());
+            let current = steps.get(state.current_step);
+            // After escalation the authority above may act in the step party's place.
+            if let Some(cur) = current
+                && user.role == Role::AuthorityAdmin
+                && cur.escalated_to.is_some()
+                && matches!(&user.org, OrgRef::Authority(r) if Some(r) == cur.escalated_to.as_ref())
+            {
+                let spec = cur.spec();
+                actor = Actor {
+                    user_id: user.id,
+                    role: if spec.role == StepRole::SchoolReview { Role::SchoolReviewer } else { Role::AuthorityAdmin },
+                    org: spec.party,
+                };
+                name = format!("{}（上级督办）", user.display_name);
+            } else {
+                // A party whose step has just been decided (a double click, a second reviewer of the
+                // same office) learns that the state moved on, not that it is "not its turn".
+                let cur = state.current_step.min(state.chain.len());
+                let acted = state.chain[..cur].iter().any(|s| s.party == user.org);
+                let acts_later = state.chain[cur..].iter().any(|s| s.party == user.org);
+                if acted && !acts_later {
+                    return Err(Error::new(ErrorCode::Conflict, "本单位已审核过该申请，申请已转至下一环节，请刷新后查看").into());
+                }
             }
         }
-        let tr: Transition = machine::decide(&state, &user.actor(), &action)?;
+        let who = Who { user_id: Some(user.id), name, audit: user.audit_actor(), auto: false };
+        self.apply_action(&t, &steps, &actor, &who, &action, method).await?;
+        self.transfer(user, id).await
+    }
+
+    /// Decides and writes one action on a loaded transfer: the transition, its audit row and its
+    /// notifications in one transaction guarded by the version.
+    pub(crate) async fn apply_action(
+        &self,
+        t: &TransferRow,
+        steps: &[StepRow],
+        actor: &Actor,
+        who: &Who,
+        action: &Action,
+        method: Option<String>,
+    ) -> AppResult<()> {
+        let id = t.id;
+        let state = Self::state_of(t, steps);
+        let tr: Transition = machine::decide(&state, actor, action)?;
         let now = self.clock.now();
         let today = self.clock.today();
         let cal = self.calendar();
@@ -762,18 +871,19 @@ impl App {
         }
         let mut step_label = String::new();
         let mut next_due = None;
-        match &action {
+        match action {
             Action::Review { approve, opinion } => {
                 let idx = tr.decided_step.unwrap_or(state.current_step);
                 step_label = state.chain.get(idx).map(|s| s.party_label_zh().to_string()).unwrap_or_default();
                 on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE transfer_steps SET decision = $1, opinion = $2, actor_user_id = $3, actor_name = $4, decided_at = $5 \
-                     WHERE transfer_id = $6 AND idx = $7 AND decision IS NULL"
+                    "UPDATE transfer_steps SET decision = $1, opinion = $2, actor_user_id = $3, actor_name = $4, decided_at = $5, \
+                     auto_decided = $6 WHERE transfer_id = $7 AND idx = $8 AND decision IS NULL"
                 ).bind(if *approve { "approve" } else { "reject" }).bind(Some(opinion.as_str()).filter(|o| !o.is_empty()))
-                .bind(user.id).bind(&user.display_name).bind(now).bind(id).bind(idx as i64)
+                .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto).bind(id).bind(idx as i64)
                 .execute(&mut *c).await.map(|r| r.rows_affected()))?;
                 if *approve && tr.to.is_review() {
-                    let due = cal.due_date(today, STEP_DEADLINE_DAYS);
+                    let days = steps.get(tr.current_step).map(|s| s.deadline_days).unwrap_or(i64::from(STEP_DEADLINE_DAYS));
+                    let due = cal.due_date(today, days.clamp(1, 60) as u32);
                     next_due = Some(due);
                     on_tx!(&mut tx, c => sqlx::query(
                         "UPDATE transfer_steps SET began_on = $1, due_date = $2 WHERE transfer_id = $3 AND idx = $4"
@@ -806,7 +916,7 @@ impl App {
             }
         }
         if tr.moves_enrollment {
-            self.move_enrollment(&mut tx, &t, now).await?;
+            self.move_enrollment(&mut tx, t, now).await?;
         }
         if tr.unlocks_student {
             on_tx!(&mut tx, c => sqlx::query(
@@ -823,7 +933,8 @@ impl App {
         for (org, n) in &tr.notify {
             notify(&mut tx, org, n.as_str(), Some(id), &notice_text(*n, kind, &ctx), now).await?;
         }
-        let action_name = match &action {
+        let action_name = match action {
+            Action::Review { approve: true, .. } if who.auto => "transfer.auto_approve",
             Action::Review { approve: true, .. } => "transfer.approve",
             Action::Review { approve: false, .. } => "transfer.reject",
             Action::Withdraw { .. } => "transfer.withdraw",
@@ -831,8 +942,8 @@ impl App {
             Action::PaperSent { .. } => "transfer.paper_sent",
             Action::PaperReceived { .. } => "transfer.paper_received",
         };
-        let detail = match &action {
-            Action::Review { opinion, .. } => serde_json::json!({ "step": tr.decided_step, "opinion": opinion }),
+        let detail = match action {
+            Action::Review { opinion, .. } => serde_json::json!({ "step": tr.decided_step, "opinion": opinion, "as": who.name }),
             Action::Withdraw { reason } => serde_json::json!({ "reason": reason }),
             Action::PaperSent { note } => serde_json::json!({ "method": method, "note": note }),
             Action::PaperReceived { note } => serde_json::json!({ "note": note }),
@@ -841,7 +952,7 @@ impl App {
         audit::record(
             &mut tx,
             now,
-            &user.audit_actor(),
+            &who.audit,
             AuditEvent {
                 action: action_name,
                 entity_type: "transfer",
@@ -852,8 +963,7 @@ impl App {
             None,
         )
         .await?;
-        tx.commit().await?;
-        self.transfer(user, id).await
+        tx.commit().await
     }
 
     /// 调档 in the open transaction: the enrollment, the archive custody and the scoping region

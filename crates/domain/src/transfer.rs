@@ -72,6 +72,8 @@ pub enum TransferStatus {
     Completed,
     Rejected,
     Withdrawn,
+    /// Closed by the province as stale (open too long), with a reason — never purged silently.
+    Closed,
 }
 
 impl TransferStatus {
@@ -86,6 +88,7 @@ impl TransferStatus {
         Self::Completed,
         Self::Rejected,
         Self::Withdrawn,
+        Self::Closed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +103,7 @@ impl TransferStatus {
             Self::Completed => "completed",
             Self::Rejected => "rejected",
             Self::Withdrawn => "withdrawn",
+            Self::Closed => "closed",
         }
     }
 
@@ -120,6 +124,7 @@ impl TransferStatus {
             Self::Completed => "已完成",
             Self::Rejected => "不同意（已终止）",
             Self::Withdrawn => "已撤销",
+            Self::Closed => "已关闭（超期未办结）",
         }
     }
 
@@ -134,7 +139,7 @@ impl TransferStatus {
 
     /// Nothing more can happen.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Rejected | Self::Withdrawn)
+        matches!(self, Self::Completed | Self::Rejected | Self::Withdrawn | Self::Closed)
     }
 
     /// Waiting for a review step.
@@ -828,7 +833,7 @@ mod tests {
             assert_eq!(TransferKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(TransferKind::IntraProvince.label_zh(), "省内转学");
-        assert_eq!(TransferStatus::ALL.len(), 10);
+        assert_eq!(TransferStatus::ALL.len(), 11);
         for s in TransferStatus::ALL {
             assert_eq!(TransferStatus::parse(s.as_str()), Some(*s));
             let json = format!("\"{}\"", s.as_str());
@@ -858,7 +863,7 @@ mod tests {
     fn status_predicates() {
         use TransferStatus as S;
         let terminal: Vec<_> = S::ALL.iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(terminal, [&S::Completed, &S::Rejected, &S::Withdrawn]);
+        assert_eq!(terminal, [&S::Completed, &S::Rejected, &S::Withdrawn, &S::Closed]);
         let review: Vec<_> = S::ALL.iter().filter(|s| s.is_review()).collect();
         assert_eq!(review.len(), 4);
         let locking: Vec<_> = S::ALL.iter().filter(|s| s.locks_student()).collect();
@@ -1414,7 +1419,7 @@ mod tests {
             S::Approved => 4,
             S::FilePulled => 5,
             S::PaperSent => 6,
-            S::Completed | S::Rejected | S::Withdrawn => 7,
+            S::Completed | S::Rejected | S::Withdrawn | S::Closed => 7,
         }
     }
 

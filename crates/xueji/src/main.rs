@@ -150,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = Instant::now();
             let app = open(&format!("sqlite://{}", db.display())).await?;
             let summary = app.seed_demo().await?;
+            tokio::spawn(deadline_loop(app.clone()));
             let server = xueji_web::Server::start(app, &addr).await?;
             tracing::info!("listening on {}", server.url());
             println!(
@@ -166,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { db, addr } => {
             let app = open(&db.url(DEFAULT_DB)).await?;
+            tokio::spawn(deadline_loop(app.clone()));
             let server = xueji_web::Server::start(app, &addr).await?;
             tracing::info!("listening on {}", server.url());
             wait_for_signal().await;
@@ -211,6 +213,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs the deadline job (reminders, escalation, 逾期视为同意) at start and every ten minutes.
+async fn deadline_loop(app: App) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match app.process_deadlines().await {
+            Ok(r) if r != xueji_app::deadlines::DeadlineReport::default() => tracing::info!(?r, "deadline job"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deadline job failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -3,6 +3,7 @@
 mod auth;
 mod calendar;
 mod notifications;
+mod oversight;
 mod reference;
 mod transfers;
 
@@ -64,6 +65,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(transfers::withdraw))
         .routes(routes!(transfers::pull_file))
         .routes(routes!(transfers::paper_file))
+        .routes(routes!(oversight::get_policy, oversight::put_policy))
+        .routes(routes!(oversight::policy_versions))
+        .routes(routes!(oversight::dashboard))
+        .routes(routes!(oversight::stale))
+        .routes(routes!(oversight::close))
+        .routes(routes!(oversight::run_deadlines))
+        .routes(routes!(oversight::parent_query))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::mark_read))
 }

@@ -1,0 +1,328 @@
+//! Oversight of deadlines (督办): for every authority, the transfers waiting in its region —
+//! waiting for it, due soon, overdue by how much — per school and per subordinate authority,
+//! rolled up from county to city to province to nation; and stale cases for the province to
+//! close with a reason (never purged silently).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use xueji_domain::access::{OrgRef, Role};
+use xueji_domain::ids::{RegionCode, RegionLevel};
+use xueji_domain::transfer::TransferStatus;
+use xueji_domain::{Error, ErrorCode};
+
+use crate::audit::{self, AuditEvent};
+use crate::auth::{CurrentUser, Scope};
+use crate::error::AppResult;
+use crate::notifications::notify;
+use crate::transfers::DUE_SOON_DAYS;
+use crate::{App, on_pool, on_tx};
+
+/// Counts for one row of the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    /// Steps waiting (not yet due soon nor overdue included).
+    pub waiting: i64,
+    pub due_soon: i64,
+    pub overdue: i64,
+    /// The largest overdue, in working days.
+    pub max_overdue_days: i64,
+}
+
+impl Counts {
+    fn add(&mut self, due_soon: bool, overdue_days: i64) {
+        self.waiting += 1;
+        if overdue_days > 0 {
+            self.overdue += 1;
+            self.max_overdue_days = self.max_overdue_days.max(overdue_days);
+        } else if due_soon {
+            self.due_soon += 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DashboardRow {
+    /// Region code (subordinate authority) or school code.
+    pub code: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OverdueItem {
+    pub transfer_id: i64,
+    pub student_name: String,
+    pub party_name: String,
+    pub step_label: String,
+    pub due_date: NaiveDate,
+    pub overdue_days: i64,
+    pub escalated_to: Option<String>,
+}
+
+/// The dashboard of one region (the caller's, or a subordinate one for drill-down).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Dashboard {
+    /// The region shown (null: the nation).
+    pub region: Option<String>,
+    pub region_name: String,
+    /// Every open step whose acting party lies in the region.
+    pub total: Counts,
+    /// Steps waiting for the region's own authority (including escalated ones).
+    pub own: Counts,
+    /// Per subordinate region (cities of a province, counties of a city; provinces for the nation).
+    pub by_region: Vec<DashboardRow>,
+    /// Per school of the region (their own steps: school reviews).
+    pub by_school: Vec<DashboardRow>,
+    /// The most overdue steps first (at most 100).
+    pub overdue: Vec<OverdueItem>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StaleItem {
+    pub transfer_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub status_label: String,
+    pub student_name: String,
+    pub from_school_name: String,
+    pub to_school_name: String,
+    pub created_at: DateTime<Utc>,
+    pub open_days: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenStep {
+    transfer_id: i64,
+    student_name: String,
+    party_kind: String,
+    party_code: String,
+    party_region: String,
+    party_name: Option<String>,
+    code: String,
+    due_date: Option<NaiveDate>,
+    escalated_to: Option<String>,
+}
+
+fn step_label(code: &str) -> &'static str {
+    match code {
+        "in_school" => "转入学校审核",
+        "out_school" => "转出学校审核",
+        "in_authority" => "转入学籍主管部门审核",
+        "out_authority" => "转出学籍主管部门审核",
+        "shared_authority" => "学籍主管部门审核",
+        c if c.ends_with("leader") => "主管部门领导确认",
+        _ => "审核",
+    }
+}
+
+impl App {
+    /// The region a dashboard may show for the caller: its own region, or one inside it.
+    fn dashboard_region(&self, user: &CurrentUser, region: Option<&str>) -> AppResult<Option<RegionCode>> {
+        let own = match user.scope() {
+            Scope::National => None,
+            Scope::Region(r) => Some(r),
+            Scope::School { .. } => return Err(Error::forbidden("督办统计面向学籍主管部门").into()),
+        };
+        match region.filter(|r| !r.is_empty()) {
+            None => Ok(own),
+            Some(r) => {
+                let r = RegionCode::parse(r).map_err(|e| e.at("region"))?;
+                match &own {
+                    Some(o) if !o.contains(r.as_str()) => Err(Error::not_found("该地区").into()),
+                    _ => Ok(Some(r)),
+                }
+            }
+        }
+    }
+
+    pub async fn dashboard(&self, user: &CurrentUser, region: Option<&str>) -> AppResult<Dashboard> {
+        let region = self.dashboard_region(user, region)?;
+        let (lo, hi) = region.as_ref().map(|r| r.subtree_range()).unwrap_or(("000000".into(), "999999".into()));
+        let rows: Vec<OpenStep> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT t.id AS transfer_id, t.student_name, cs.party_kind, cs.party_code, \
+             COALESCE(sc.region_code, cs.party_code) AS party_region, COALESCE(sc.name, a.name) AS party_name, \
+             cs.code, cs.due_date, cs.escalated_to \
+             FROM transfers t JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step \
+             LEFT JOIN schools sc ON cs.party_kind = 'school' AND sc.code = cs.party_code \
+             LEFT JOIN authorities a ON cs.party_kind = 'authority' AND a.region_code = cs.party_code \
+             WHERE t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review') \
+             AND cs.decision IS NULL \
+             AND ((COALESCE(sc.region_code, cs.party_code) >= $1 AND COALESCE(sc.region_code, cs.party_code) < $2) \
+                  OR (cs.escalated_to >= $1 AND cs.escalated_to < $2))"
+        ).bind(&lo).bind(&hi).fetch_all(p).await)?;
+        let cal = self.calendar();
+        let today = self.clock.today();
+        let child_of = |code: &str| -> String {
+            match region.as_ref().map(|r| r.level()) {
+                None => format!("{}0000", &code[0..2]),
+                Some(RegionLevel::Province) => format!("{}00", &code[0..4]),
+                Some(_) => code.to_string(),
+            }
+        };
+        let own_code = region.as_ref().map(|r| r.as_str().to_string());
+        let mut total = Counts::default();
+        let mut own = Counts::default();
+        let mut by_region: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut by_school: BTreeMap<String, (String, Counts)> = BTreeMap::new();
+        let mut overdue = vec![];
+        for r in &rows {
+            let od = r.due_date.map(|d| cal.overdue_working_days(d, today)).unwrap_or(0);
+            let soon = r.due_date.is_some_and(|d| od == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
+            let in_region = r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
+            if in_region {
+                total.add(soon, od);
+                let child = child_of(&r.party_region);
+                if Some(&child) != own_code.as_ref() || r.party_kind == "school" {
+                    by_region.entry(child).or_default().add(soon, od);
+                }
+                if r.party_kind == "school" {
+                    by_school
+                        .entry(r.party_code.clone())
+                        .or_insert_with(|| (r.party_name.clone().unwrap_or_default(), Counts::default()))
+                        .1
+                        .add(soon, od);
+                }
+            }
+            let mine = (r.party_kind == "authority" && Some(&r.party_code) == own_code.as_ref())
+                || (r.escalated_to.is_some() && r.escalated_to == own_code);
+            if mine {
+                own.add(soon, od);
+            }
+            if od > 0 && in_region {
+                overdue.push(OverdueItem {
+                    transfer_id: r.transfer_id,
+                    student_name: r.student_name.clone(),
+                    party_name: r.party_name.clone().unwrap_or_default(),
+                    step_label: step_label(&r.code).into(),
+                    due_date: r.due_date.unwrap_or(today),
+                    overdue_days: od,
+                    escalated_to: r.escalated_to.clone(),
+                });
+            }
+        }
+        overdue.sort_by(|a, b| b.overdue_days.cmp(&a.overdue_days).then(a.transfer_id.cmp(&b.transfer_id)));
+        overdue.truncate(100);
+        let mut regions = vec![];
+        for (code, counts) in by_region {
+            let name = self.region(&code).await?.map(|r| r.name).unwrap_or_else(|| code.clone());
+            regions.push(DashboardRow { code, name, counts });
+        }
+        let region_name = match &region {
+            Some(r) => self.region(r.as_str()).await?.map(|x| x.name).unwrap_or_default(),
+            None => "全国".into(),
+        };
+        Ok(Dashboard {
+            region: region.map(|r| r.as_str().to_string()),
+            region_name,
+            total,
+            own,
+            by_region: regions,
+            by_school: by_school.into_iter().map(|(code, (name, counts))| DashboardRow { code, name, counts }).collect(),
+            overdue,
+        })
+    }
+
+    /// Open cases older than `days` calendar days in the caller's region (default 183: six months).
+    pub async fn stale_transfers(&self, user: &CurrentUser, days: Option<i64>) -> AppResult<Vec<StaleItem>> {
+        let region = self.dashboard_region(user, None)?;
+        let (lo, hi) = region.as_ref().map(|r| r.subtree_range()).unwrap_or(("000000".into(), "999999".into()));
+        let days = days.unwrap_or(183).clamp(1, 3650);
+        let now = self.clock.now();
+        let cutoff = now - chrono::Duration::days(days);
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            kind: String,
+            status: String,
+            student_name: String,
+            from_name: String,
+            to_name: String,
+            created_at: DateTime<Utc>,
+        }
+        let rows: Vec<Row> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT t.id, t.kind, t.status, t.student_name, fs.name AS from_name, ts.name AS to_name, t.created_at \
+             FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
+             WHERE t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review','approved') \
+             AND t.created_at < $1 AND ((t.to_region >= $2 AND t.to_region < $3) OR (t.from_region >= $2 AND t.from_region < $3)) \
+             ORDER BY t.created_at LIMIT 1000"
+        ).bind(cutoff).bind(&lo).bind(&hi).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let st = TransferStatus::parse(&r.status).unwrap_or(TransferStatus::Approved);
+                StaleItem {
+                    transfer_id: r.id,
+                    kind: r.kind,
+                    status: r.status,
+                    status_label: st.label_zh().into(),
+                    student_name: r.student_name,
+                    from_school_name: r.from_name,
+                    to_school_name: r.to_name,
+                    open_days: (now - r.created_at).num_days(),
+                    created_at: r.created_at,
+                }
+            })
+            .collect())
+    }
+
+    /// Closes a stale case with a reason: a provincial authority of either side, or the national
+    /// administrator. The student is unlocked; both schools are told; the row stays.
+    pub async fn close_transfer(&self, user: &CurrentUser, id: i64, reason: &str) -> AppResult<crate::transfers::TransferDetail> {
+        let Some((t, _)) = self.load(id).await? else {
+            return Err(Error::not_found("该转学申请").into());
+        };
+        let allowed = match (&user.org, user.role) {
+            (_, Role::NationalAdmin) => true,
+            (OrgRef::Authority(r), Role::AuthorityAdmin) => {
+                r.ends_with("0000") && (t.from_region.starts_with(&r[0..2]) || t.to_region.starts_with(&r[0..2]))
+            }
+            _ => false,
+        };
+        if !allowed {
+            // Others who may see it learn they may not act; outsiders learn nothing.
+            self.transfer(user, id).await?;
+            return Err(Error::forbidden("超期案件只能由省级学籍主管部门关闭").into());
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::new(ErrorCode::ReasonRequired, "关闭案件须填写理由").at("reason").into());
+        }
+        let st = TransferStatus::parse(&t.status).unwrap_or(TransferStatus::Completed);
+        if !(st.is_review() || st == TransferStatus::Approved) {
+            return Err(Error::new(ErrorCode::Conflict, format!("该转学当前{}，不能关闭", st.label_zh())).into());
+        }
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        let n = on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE transfers SET status = 'closed', closed_reason = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4"
+        ).bind(reason).bind(now).bind(id).bind(t.version).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if n != 1 {
+            return Err(Error::conflict().into());
+        }
+        on_tx!(&mut tx, c => sqlx::query("DELETE FROM open_businesses WHERE student_id = $1 AND kind = 'transfer' AND ref_id = $2")
+            .bind(t.student_id).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        let text = format!("学生{}的转学申请已由省级学籍主管部门关闭：{reason}", t.student_name);
+        for org in [OrgRef::School(t.to_school.clone()), OrgRef::School(t.from_school.clone())] {
+            notify(&mut tx, &org, "closed", Some(id), &text, now).await?;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            &user.audit_actor(),
+            AuditEvent {
+                action: "transfer.close",
+                entity_type: "transfer",
+                entity_id: id.to_string(),
+                before: Some(serde_json::json!({ "status": t.status })),
+                after: Some(serde_json::json!({ "status": "closed", "reason": reason })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.transfer(user, id).await
+    }
+}
