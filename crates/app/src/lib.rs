@@ -17,6 +17,7 @@ pub mod parent;
 pub mod policies;
 pub mod reference;
 pub mod seed;
+pub mod statistics;
 pub mod students;
 pub mod testing;
 pub mod transfers;

@@ -238,3 +238,38 @@ async fn parents_see_progress_and_nothing_else() {
         dispose(&app.db).await;
     }
 }
+
+#[tokio::test]
+async fn statistics_count_outcomes_durations_and_reasons() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let a = file(&app, "4101050001", "4401060001", 0).await.unwrap();
+        let b = file(&app, "4101050001", "4403040001", 1).await.unwrap();
+        file(&app, "4101050001", "1101080001", 2).await.unwrap();
+        // a: the receiving school approves on day 1, its authority three working days later.
+        approve(&app, "4401060001-reviewer", a.id).await;
+        at(&app, 2026, 11, 5);
+        approve(&app, "edu440106", a.id).await;
+        // b: refused by the receiving school.
+        let rev = user(&app, "4403040001-reviewer").await;
+        app.review_transfer(&rev, b.id, false, "学位已满").await.unwrap();
+        let gd = app.statistics(&user(&app, "edu440000").await, &Default::default()).await.unwrap();
+        assert_eq!((gd.totals_in.total, gd.totals_in.rejected, gd.totals_in.in_progress), (2, 1, 1));
+        assert_eq!(gd.totals_out.total, 0, "nothing leaves 广东");
+        let by: Vec<(&str, i64)> = gd.by_region.iter().map(|r| (r.code.as_str(), r.transfers_in.total)).collect();
+        assert_eq!(by, [("440100", 1), ("440300", 1)]);
+        let step = |k: &str| gd.by_step.iter().find(|s| s.key == k).cloned().unwrap();
+        assert_eq!(step("in_school").decided, 2);
+        assert_eq!(step("in_authority").median_days, 4.0, "11-02 to 11-05 counting the first day");
+        assert_eq!(gd.by_authority.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(), ["440106"]);
+        assert_eq!(gd.refusal_reasons[0].opinion, "学位已满");
+        let hn = app.statistics(&user(&app, "edu410000").await, &Default::default()).await.unwrap();
+        assert_eq!((hn.totals_out.total, hn.totals_out.cross_province), (3, 3));
+        let nation = app.statistics(&user(&app, "moe").await, &Default::default()).await.unwrap();
+        assert_eq!(nation.by_region.len(), 3, "北京, 河南, 广东");
+        let bytes = app.export_statistics(&user(&app, "edu440000").await, &Default::default()).await.unwrap();
+        assert_eq!(&bytes[0..2], b"PK", "an .xlsx (zip) workbook");
+        assert_eq!(refused(app.statistics(&user(&app, "4401060001-admin").await, &Default::default()).await), ErrorCode::Forbidden);
+        dispose(&app.db).await;
+    }
+}

@@ -123,3 +123,30 @@ pub struct ParentQueryBody {
 pub async fn parent_query(State(s): State<AppState>, ClientIp(ip): ClientIp, ApiJson(b): ApiJson<ParentQueryBody>) -> ApiResult<Json<ParentView>> {
     Ok(Json(s.app.parent_query(&b.code, &b.student_name, &ip).await?))
 }
+
+/// 统计: transfers in and out per region, by kind and outcome; working days per step and per
+/// authority; refusal reasons.
+#[utoipa::path(get, path = "/api/v1/statistics", tag = "statistics", security(("bearer" = [])),
+    params(xueji_app::statistics::StatsQuery),
+    responses((status = 200, body = xueji_app::statistics::Stats), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn statistics(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<xueji_app::statistics::StatsQuery>,
+) -> ApiResult<Json<xueji_app::statistics::Stats>> {
+    Ok(Json(s.app.statistics(&u, &q).await?))
+}
+
+/// The statistics as .xlsx (audited).
+#[utoipa::path(get, path = "/api/v1/statistics.xlsx", tag = "statistics", security(("bearer" = [])),
+    params(xueji_app::statistics::StatsQuery),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>),
+        (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn statistics_xlsx(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<xueji_app::statistics::StatsQuery>,
+) -> ApiResult<axum::response::Response> {
+    let bytes = s.app.export_statistics(&u, &q).await?;
+    Ok(super::transfers::xlsx_response(bytes, "statistics.xlsx"))
+}
