@@ -214,3 +214,23 @@ impl Db {
         Ok(rows)
     }
 }
+
+impl Db {
+    /// An online, consistent copy of an SQLite database into a new file (`VACUUM INTO`), taken
+    /// while the server keeps serving. PostgreSQL is backed up with `pg_dump` (see README).
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<(), AppError> {
+        match self {
+            Db::Sqlite { writer, .. } => {
+                if dest.exists() {
+                    return Err(AppError::Other(format!("{} already exists", dest.display())));
+                }
+                let path = dest.to_str().ok_or_else(|| AppError::Other("backup path is not UTF-8".into()))?;
+                sqlx::query("VACUUM INTO $1").bind(path).execute(writer).await?;
+                Ok(())
+            }
+            Db::Postgres(_) => Err(AppError::Other(
+                "PostgreSQL: use pg_dump --format=custom (see README, Backup and restore)".into(),
+            )),
+        }
+    }
+}

@@ -94,6 +94,14 @@ enum Command {
         #[arg(long)]
         normal: bool,
     },
+    /// Writes an online, consistent copy of an SQLite database to a new file.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The new file to write (must not exist).
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -197,6 +205,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 durability: if normal { xueji_app::db::Durability::Normal } else { xueji_app::db::Durability::Full },
             })
             .await?;
+        }
+        Command::Backup { db, dest } => {
+            let d = Db::connect(&db.url(DEFAULT_DB)).await?;
+            d.backup_to(&dest).await?;
+            println!("backup written to {}", dest.display());
         }
         Command::Audit {
             what: AuditWhat::Verify { db },
