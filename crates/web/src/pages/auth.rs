@@ -177,7 +177,7 @@ pub async fn logout(
 ) -> Response {
     let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
     if !same_token(&token, &u.csrf) {
-        let layout = super::Layout::new(&u, "退出", "");
+        let layout = super::Layout::new(&s.app, &u, "退出", "").await;
         return layout
             .fail(Error::forbidden("页面已过期，请刷新页面后再点击退出"))
             .into_response();

@@ -1,12 +1,17 @@
-//! `GET /` — 工作台: greeting, organisation and jurisdiction, quick links, 待办事项.
+//! `GET /` — 工作台: greeting, organisation and jurisdiction, 待办事项 (the transfers waiting for
+//! the user's organisation, with due dates and overdue marks), quick links.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
 use xueji_app::App;
+use xueji_app::paging::Page;
+use xueji_app::transfers::TransferFilter;
 use xueji_domain::access::{OrgRef, Role};
 use xueji_domain::ids::{RegionCode, RegionLevel};
+use xueji_domain::transfer::TransferKind;
 
+use super::transfers::{Row, row_of};
 use super::{Layout, PageResult};
 use crate::AppState;
 use crate::session::WebUser;
@@ -29,6 +34,91 @@ pub struct HomePage {
     jurisdiction: String,
     links: Vec<QuickLink>,
     must_change_password: bool,
+    todo: WorkList,
+}
+
+/// 待办事项: the first rows of the organisation's work list and its counts.
+pub struct WorkList {
+    pub rows: Vec<Row>,
+    pub total: i64,
+    /// Per kind: 跨省转学 and 省内转学.
+    pub kinds: Vec<KindCount>,
+    /// 待审核 (reviewers) or 待办理 (administrators: 调档, 纸质档案).
+    pub label: &'static str,
+    /// The role has no work list (the national administrator).
+    pub none: bool,
+}
+
+pub struct KindCount {
+    pub label: &'static str,
+    pub count: i64,
+    pub overdue: i64,
+    /// Where the kind's list is worked through.
+    pub href: String,
+    pub overdue_href: String,
+}
+
+/// Rows of the work list shown on the home page.
+const TODO_ROWS: i64 = 10;
+
+async fn work_list(app: &App, u: &WebUser) -> Result<WorkList, xueji_app::AppError> {
+    let role = u.user.role;
+    let (label, path) = match role {
+        Role::SchoolReviewer | Role::AuthorityAdmin => ("待审核", "/transfers/review"),
+        Role::SchoolAdmin => ("待办理", "/transfers/pull"),
+        Role::NationalAdmin => ("待办理", "/transfers"),
+    };
+    let none = role == Role::NationalAdmin;
+    let mut list = WorkList {
+        rows: vec![],
+        total: 0,
+        kinds: vec![],
+        label,
+        none,
+    };
+    if none {
+        return Ok(list);
+    }
+    let todo = TransferFilter {
+        todo: Some(true),
+        ..Default::default()
+    };
+    let one = Page {
+        page: 1,
+        per_page: 1,
+    };
+    let p = app
+        .transfers(
+            &u.user,
+            &todo,
+            Page {
+                page: 1,
+                per_page: TODO_ROWS,
+            },
+        )
+        .await?;
+    list.total = p.total;
+    list.rows = p.items.into_iter().map(|t| row_of(t, &[])).collect();
+    for kind in [TransferKind::CrossProvince, TransferKind::IntraProvince] {
+        let of_kind = TransferFilter {
+            kind: Some(kind.as_str().to_string()),
+            ..todo.clone()
+        };
+        let count = app.transfers(&u.user, &of_kind, one).await?.total;
+        let overdue_filter = TransferFilter {
+            overdue: Some(true),
+            ..of_kind
+        };
+        let overdue = app.transfers(&u.user, &overdue_filter, one).await?.total;
+        list.kinds.push(KindCount {
+            label: kind.label_zh(),
+            count,
+            overdue,
+            href: format!("{path}?kind={}", kind.as_str()),
+            overdue_href: format!("/transfers?kind={}&overdue=1", kind.as_str()),
+        });
+    }
+    Ok(list)
 }
 
 /// The full name of a region: 河南省 郑州市 金水区 (codes the table lacks are left out).
@@ -116,7 +206,8 @@ fn quick_links(role: Role) -> Vec<QuickLink> {
 }
 
 pub async fn home(State(s): State<AppState>, u: WebUser) -> PageResult<HomePage> {
-    let layout = Layout::new(&u, "工作台", "/");
+    let layout = Layout::new(&s.app, &u, "工作台", "/").await;
+    let todo = work_list(&s.app, &u).await.map_err(|e| layout.fail(e))?;
     let user = &u.user;
     let (org_kind, org_code, jurisdiction) = match &user.org {
         OrgRef::School(code) => {
@@ -148,6 +239,7 @@ pub async fn home(State(s): State<AppState>, u: WebUser) -> PageResult<HomePage>
         jurisdiction,
         links: quick_links(user.role),
         must_change_password: user.must_change_password,
+        todo,
         layout,
     })
 }

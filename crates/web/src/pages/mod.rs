@@ -6,21 +6,28 @@
 //! the frame ([`PageError`]).
 
 mod auth;
+mod calendar;
 mod home;
+mod messages;
+pub mod oversight;
 mod schools;
 mod students;
+mod transfer_apply;
+mod transfer_detail;
+mod transfers;
 
 use std::sync::LazyLock;
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, Utc};
 use tower_http::set_header::SetResponseHeaderLayer;
-use xueji_app::AppError;
+use xueji_app::{App, AppError};
 use xueji_domain::access::Role;
 use xueji_domain::{Error, ErrorCode};
 
@@ -39,6 +46,38 @@ pub fn router() -> Router<AppState> {
         .route("/students/{student_no}", get(students::detail))
         .route("/schools", get(schools::list))
         .route("/schools/{code}", get(schools::detail))
+        .route(
+            "/transfers/apply",
+            get(transfer_apply::form)
+                .post(transfer_apply::submit)
+                // Up to five evidence files of 2 MB each (the whole body is capped by `MAX_BODY`).
+                .layer(DefaultBodyLimit::max(crate::MAX_BODY)),
+        )
+        .route("/transfers", get(transfers::query))
+        .route("/transfers/export.xlsx", get(transfers::export))
+        .route(
+            "/transfers/review",
+            get(transfers::review_list).post(transfers::review_batch),
+        )
+        .route(
+            "/transfers/pull",
+            get(transfers::pull_list).post(transfers::pull_batch),
+        )
+        .route("/transfers/open", post(transfers::open))
+        .route("/transfers/{id}", get(transfer_detail::detail))
+        .route("/transfers/{id}/review", post(transfer_detail::review))
+        .route("/transfers/{id}/withdraw", post(transfer_detail::withdraw))
+        .route("/transfers/{id}/pull", post(transfer_detail::pull))
+        .route("/transfers/{id}/paper", post(transfer_detail::paper))
+        .route(
+            "/transfers/{id}/evidence/{eid}",
+            get(transfer_detail::evidence),
+        )
+        .route("/transfers/{id}/notice", get(transfer_detail::notice))
+        .route("/messages", get(messages::list))
+        .route("/messages/read", post(messages::mark_read))
+        .route("/calendar", get(calendar::page).post(calendar::submit))
+        .merge(oversight::router())
         // Pages hold personal data: never kept by a browser or proxy cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -194,6 +233,27 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
                 items: vec![item("学校列表", "/schools")],
             }],
         });
+        menu.push(MenuSection {
+            title: "督办",
+            href: None,
+            current: false,
+            groups: vec![MenuGroup {
+                title: None,
+                items: vec![
+                    item("逾期督办", "/oversight"),
+                    item("超期案件", "/oversight/stale"),
+                ],
+            }],
+        });
+        menu.push(MenuSection {
+            title: "统计",
+            href: None,
+            current: false,
+            groups: vec![MenuGroup {
+                title: None,
+                items: vec![item("转学统计", "/statistics")],
+            }],
+        });
     }
     menu.push(MenuSection {
         title: "消息",
@@ -201,6 +261,18 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
         current: false,
         groups: vec![],
     });
+    if authority {
+        // The national administrator maintains the holiday calendar; authorities read it.
+        menu.push(MenuSection {
+            title: "系统管理",
+            href: None,
+            current: false,
+            groups: vec![MenuGroup {
+                title: None,
+                items: vec![item("转学政策", "/policy"), item("节假日安排", "/calendar")],
+            }],
+        });
+    }
     menu
 }
 
@@ -240,11 +312,22 @@ pub struct Layout {
     /// 当前位置: the menu path of the page, then the page's own title when it is deeper.
     pub crumbs: Vec<String>,
     pub css_href: &'static str,
+    /// Unread messages of the user's organisation, shown beside 消息 in the header.
+    pub unread: i64,
 }
 
 impl Layout {
     /// The frame of a page for `u`; `current` is the menu link to mark (e.g. `/students`).
-    pub fn new(u: &WebUser, title: impl Into<String>, current: &str) -> Self {
+    /// Reads the organisation's unread message count for the header (a failure to read it only
+    /// hides the count).
+    pub async fn new(app: &App, u: &WebUser, title: impl Into<String>, current: &str) -> Self {
+        let unread = match app.unread_count(&u.user).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count unread messages");
+                0
+            }
+        };
         let title = title.into();
         let mut menu = menu_for(u.user.role);
         let mut crumbs: Vec<String> = mark_current(&mut menu, current)
@@ -263,7 +346,20 @@ impl Layout {
             menu,
             crumbs,
             css_href: css_href(),
+            unread,
         }
+    }
+
+    /// Replaces the page's own title (the last crumb too).
+    pub fn retitle(&mut self, title: impl Into<String>) {
+        let title = title.into();
+        if self.crumbs.last() == Some(&self.title) {
+            self.crumbs.pop();
+        }
+        if self.crumbs.last() != Some(&title) {
+            self.crumbs.push(title.clone());
+        }
+        self.title = title;
     }
 
     /// A refusal shown inside this frame.
@@ -527,6 +623,50 @@ mod tests {
         let mut menu = menu_for(Role::SchoolAdmin);
         let crumbs = mark_current(&mut menu, "/transfers/pull?kind=intra_province");
         assert_eq!(crumbs, vec!["学籍管理", "省内转学", "省内转学调档"]);
+    }
+
+    #[test]
+    fn system_menu_is_for_the_national_level_and_authorities() {
+        let has_calendar = |r: Role| {
+            menu_for(r).iter().any(|s| {
+                s.groups
+                    .iter()
+                    .any(|g| g.items.iter().any(|i| i.href == "/calendar"))
+            })
+        };
+        assert!(has_calendar(Role::NationalAdmin) && has_calendar(Role::AuthorityAdmin));
+        assert!(!has_calendar(Role::SchoolAdmin) && !has_calendar(Role::SchoolReviewer));
+    }
+
+    #[test]
+    fn retitling_replaces_the_page_crumb_without_doubling_the_menu_item() {
+        let mut menu = menu_for(Role::SchoolAdmin);
+        let crumbs: Vec<String> = mark_current(&mut menu, "/transfers/apply?kind=cross_province")
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut layout = Layout {
+            title: "转学申请".into(),
+            display_name: String::new(),
+            org_name: String::new(),
+            role_label: "",
+            csrf: String::new(),
+            menu,
+            crumbs,
+            css_href: "",
+            unread: 0,
+        };
+        layout.crumbs.push("转学申请".into());
+        layout.retitle("跨省转学申请");
+        assert_eq!(layout.crumbs, vec!["学籍管理", "跨省转学", "跨省转学申请"]);
+        // A page deeper than its menu item keeps the item and adds its own title.
+        layout.title = "转学明细".into();
+        layout.crumbs.push("转学明细".into());
+        layout.retitle("转学明细（张三）");
+        assert_eq!(
+            layout.crumbs,
+            vec!["学籍管理", "跨省转学", "跨省转学申请", "转学明细（张三）"]
+        );
     }
 
     #[test]

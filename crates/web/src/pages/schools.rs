@@ -57,7 +57,7 @@ pub async fn list(
     if let OrgRef::School(code) = &u.user.org {
         return Ok(Redirect::to(&format!("/schools/{}", url_encode(code))).into_response());
     }
-    let layout = Layout::new(&u, "学校列表", "/schools");
+    let layout = Layout::new(&s.app, &u, "学校列表", "/schools").await;
     let pairs = query.map(|Query(p)| p).unwrap_or_default();
     let (region, page_s, per_page_s) = (
         last_value(&pairs, "region"),
@@ -158,7 +158,7 @@ pub async fn detail(
     } else {
         "/schools"
     };
-    let layout = Layout::new(&u, "学校信息", current);
+    let layout = Layout::new(&s.app, &u, "学校信息", current).await;
     let code = path
         .map(|Path(p)| p)
         .map_err(|_| layout.fail(Error::not_found("该学校")))?;

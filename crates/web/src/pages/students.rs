@@ -84,7 +84,7 @@ pub async fn list(
     u: WebUser,
     query: Result<Query<Pairs>, QueryRejection>,
 ) -> PageResult<Response> {
-    let layout = Layout::new(&u, "学生名单", "/students");
+    let layout = Layout::new(&s.app, &u, "学生名单", "/students").await;
     let pairs = query.map(|Query(p)| p).unwrap_or_default();
     let user = &u.user;
     let wide = !user.role.is_school();
@@ -326,7 +326,7 @@ pub async fn detail(
     u: WebUser,
     path: Result<Path<String>, PathRejection>,
 ) -> PageResult<StudentPage> {
-    let layout = Layout::new(&u, "学生详情", "/students");
+    let layout = Layout::new(&s.app, &u, "学生详情", "/students").await;
     let no = path
         .map(|Path(p)| p)
         .map_err(|_| layout.fail(Error::not_found("该学生")))?;
