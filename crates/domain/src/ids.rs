@@ -72,7 +72,7 @@ impl IdNumber {
         if parse_yyyymmdd(&body[6..14]).is_none() {
             return Err(bad("中的出生日期无效"));
         }
-        if check.chars().next() != Some(expected) {
+        if !check.starts_with(expected) {
             return Err(bad("校验位不正确"));
         }
         Ok(Self(s))
