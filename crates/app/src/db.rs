@@ -7,9 +7,19 @@
 //! SQLite profile (DESIGN.md §2): WAL, `synchronous=FULL` by default, foreign keys on,
 //! `busy_timeout` 5 s, ONE writer connection (writes queue in-process instead of fighting over
 //! SQLITE_BUSY) and a pool of readers.
+//!
+//! Group commit on SQLite: every transaction of a use case is a SAVEPOINT inside one physical
+//! transaction on the writer connection; the physical COMMIT (the fsync) happens once the queue of
+//! waiting writers is drained, and each caller's `commit()` returns only after it. Under load many
+//! logical transactions share one fsync; alone, a transaction commits at once. A logical
+//! transaction that fails or is dropped is rolled back to its savepoint without touching the
+//! others.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -33,19 +43,161 @@ pub enum Pool<'a> {
 
 /// An open transaction on either backend.
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Pg(Transaction<'static, Postgres>),
 }
 
 impl Tx {
+    /// Makes the transaction durable; on SQLite, returns once the shared commit holding it is done.
     pub async fn commit(self) -> Result<(), AppError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Pg(t) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Pg(t) => Ok(t.commit().await?),
+        }
+    }
+}
+
+/// The group-commit state of the SQLite writer.
+pub struct Batcher {
+    pool: SqlitePool,
+    state: Arc<Mutex<Batch>>,
+}
+
+#[derive(Default)]
+struct Batch {
+    /// The physical transaction, open while logical ones are pending.
+    tx: Option<Transaction<'static, Sqlite>>,
+    /// Callers whose logical transaction is released into `tx`, waiting for the physical commit.
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// A flush has been scheduled and not yet run.
+    flush_scheduled: bool,
+    /// A savepoint left by a dropped logical transaction, to be rolled back before anything else.
+    abandoned: Option<String>,
+    next_savepoint: u64,
+}
+
+impl Batch {
+    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.tx.as_mut().expect("an open batch")
+    }
+
+    /// Rolls back a savepoint that a dropped logical transaction left behind.
+    async fn clean_up(&mut self) -> Result<(), sqlx::Error> {
+        if let Some(sp) = self.abandoned.take()
+            && self.tx.is_some()
+        {
+            let c = self.conn();
+            sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO {sp}"))).execute(&mut *c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {sp}"))).execute(&mut *c).await?;
         }
         Ok(())
     }
 }
+
+/// One logical transaction on SQLite: a savepoint inside the current batch.
+pub struct SqliteTx {
+    guard: Option<OwnedMutexGuard<Batch>>,
+    savepoint: String,
+    state: Arc<Mutex<Batch>>,
+}
+
+impl SqliteTx {
+    /// The connection, inside the open savepoint.
+    pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.guard.as_mut().expect("open logical transaction").conn()
+    }
+
+    async fn commit(mut self) -> Result<(), AppError> {
+        let mut guard = self.guard.take().expect("open logical transaction");
+        let released = sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {}", self.savepoint)))
+            .execute(guard.conn())
+            .await;
+        if let Err(e) = released {
+            guard.abandoned = Some(self.savepoint.clone());
+            if !guard.flush_scheduled {
+                guard.flush_scheduled = true;
+                tokio::spawn(flush(self.state.clone()));
+            }
+            return Err(e.into());
+        }
+        let (tx, rx) = oneshot::channel();
+        guard.waiters.push(tx);
+        if !guard.flush_scheduled {
+            guard.flush_scheduled = true;
+            // A task of its own, so that a caller dropped mid-await (a client hanging up) cannot
+            // strand the others' commit.
+            tokio::spawn(flush(self.state.clone()));
+        }
+        drop(guard);
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AppError::Other(format!("commit failed: {e}"))),
+            Err(_) => Err(AppError::Other("commit abandoned".into())),
+        }
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // Not committed (an error, or the future was dropped): undo this savepoint before the
+        // batch goes on. Its guard is still held here, so nobody else ran in between.
+        if let Some(mut g) = self.guard.take() {
+            g.abandoned = Some(self.savepoint.clone());
+            // The physical transaction must not stay open holding the only writer connection
+            // when no other writer follows: flush it (rolling this savepoint back first).
+            if !g.flush_scheduled
+                && let Ok(rt) = tokio::runtime::Handle::try_current()
+            {
+                g.flush_scheduled = true;
+                rt.spawn(flush(self.state.clone()));
+            }
+        }
+    }
+}
+
+/// Commits the batch once every writer queued before it has joined (tokio's mutex is FIFO).
+async fn flush(state: Arc<Mutex<Batch>>) {
+    let mut g = state.lock_owned().await;
+    g.flush_scheduled = false;
+    let cleaned = g.clean_up().await;
+    let waiters = std::mem::take(&mut g.waiters);
+    let result = match (g.tx.take(), cleaned) {
+        (Some(tx), Ok(())) => tx.commit().await.map_err(|e| e.to_string()),
+        (Some(tx), Err(e)) => {
+            let _ = tx.rollback().await;
+            Err(e.to_string())
+        }
+        (None, _) => Ok(()),
+    };
+    drop(g);
+    for w in waiters {
+        let _ = w.send(result.clone());
+    }
+}
+
+impl Batcher {
+    async fn begin(&self) -> Result<SqliteTx, AppError> {
+        let mut g = self.state.clone().lock_owned().await;
+        if let Err(e) = g.clean_up().await {
+            // The physical transaction is unusable: fail everyone pending on it.
+            if let Some(tx) = g.tx.take() {
+                let _ = tx.rollback().await;
+            }
+            for w in std::mem::take(&mut g.waiters) {
+                let _ = w.send(Err(e.to_string()));
+            }
+            return Err(e.into());
+        }
+        if g.tx.is_none() {
+            g.tx = Some(self.pool.begin().await?);
+        }
+        g.next_savepoint += 1;
+        let savepoint = format!("xj{}", g.next_savepoint);
+        sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {savepoint}"))).execute(g.conn()).await?;
+        Ok(SqliteTx { guard: Some(g), savepoint, state: self.state.clone() })
+    }
+}
+
 
 /// Runs `$body` with `$p` bound to the concrete pool of either backend.
 #[macro_export]
@@ -64,7 +216,7 @@ macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
         match $tx {
             $crate::db::Tx::Sqlite(t) => {
-                let $c = &mut **t;
+                let $c = t.conn();
                 $body
             }
             $crate::db::Tx::Pg(t) => {
@@ -90,6 +242,7 @@ pub enum Db {
     Sqlite {
         writer: SqlitePool,
         readers: SqlitePool,
+        batcher: Arc<Batcher>,
     },
     Postgres(PgPool),
 }
@@ -138,7 +291,8 @@ impl Db {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Db::Sqlite { writer, readers })
+        let batcher = Arc::new(Batcher { pool: writer.clone(), state: Arc::new(Mutex::new(Batch::default())) });
+        Ok(Db::Sqlite { writer, readers, batcher })
     }
 
     pub fn backend(&self) -> Backend {
@@ -165,6 +319,15 @@ impl Db {
         }
     }
 
+    /// A plain transaction that commits on its own, bypassing group commit (for the benchmark's
+    /// bare rate).
+    pub async fn begin_unbatched_sqlite(&self) -> Result<Option<Transaction<'static, Sqlite>>, AppError> {
+        match self {
+            Db::Sqlite { writer, .. } => Ok(Some(writer.begin().await?)),
+            Db::Postgres(_) => Ok(None),
+        }
+    }
+
     /// The pool for single-statement writes (SQLite: the one writer).
     pub fn write(&self) -> Pool<'_> {
         match self {
@@ -175,14 +338,14 @@ impl Db {
 
     pub async fn begin(&self) -> Result<Tx, AppError> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Db::Sqlite { batcher, .. } => Tx::Sqlite(batcher.begin().await?),
             Db::Postgres(p) => Tx::Pg(p.begin().await?),
         })
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { writer, readers } => {
+            Db::Sqlite { writer, readers, .. } => {
                 readers.close().await;
                 writer.close().await;
             }
