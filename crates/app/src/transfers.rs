@@ -1053,7 +1053,8 @@ impl App {
                  AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review'))) \
             AND ($12 IS NULL OR ($12 = 'in' AND ($1 IS NULL OR t.to_school_id = $1)) OR ($12 = 'out' AND ($1 IS NULL OR t.from_school_id = $1))) \
             AND ($13 = FALSE OR ( \
-                 ($14 = TRUE AND cs.decision IS NULL AND cs.party_kind = $15 AND cs.party_code = $16 \
+                 ($14 = TRUE AND cs.decision IS NULL \
+                  AND ((cs.party_kind = $15 AND cs.party_code = $16) OR ($15 = 'authority' AND cs.escalated_to = $16)) \
                   AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review')) \
               OR ($17 = TRUE AND t.status = 'approved' AND t.to_school = $18) \
               OR ($17 = TRUE AND t.status = 'file_pulled' AND t.from_school = $18) \

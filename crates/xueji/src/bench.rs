@@ -215,12 +215,19 @@ async fn bare_rate(db: &Db, clients: usize, per_client: usize) -> anyhow::Result
             let mut lat = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let s = Instant::now();
-                let mut tx = db.begin().await?;
-                xueji_app::on_tx!(&mut tx, c => {
-                    sqlx::query("UPDATE bench_bare SET v = v + 1 WHERE id = $1").bind(i).execute(&mut *c).await?;
-                    sqlx::query("INSERT INTO bench_bare_log (id, v, at) VALUES ($1, 1, 'x')").bind(i).execute(&mut *c).await.map(|_| ())?
-                });
-                tx.commit().await?;
+                // The bare rate: a plain transaction per UPDATE + INSERT, no group commit.
+                if let Some(mut tx) = db.begin_unbatched_sqlite().await? {
+                    sqlx::query("UPDATE bench_bare SET v = v + 1 WHERE id = $1").bind(i).execute(&mut *tx).await?;
+                    sqlx::query("INSERT INTO bench_bare_log (id, v, at) VALUES ($1, 1, 'x')").bind(i).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                } else {
+                    let mut tx = db.begin().await?;
+                    xueji_app::on_tx!(&mut tx, c => {
+                        sqlx::query("UPDATE bench_bare SET v = v + 1 WHERE id = $1").bind(i).execute(&mut *c).await?;
+                        sqlx::query("INSERT INTO bench_bare_log (id, v, at) VALUES ($1, 1, 'x')").bind(i).execute(&mut *c).await.map(|_| ())?
+                    });
+                    tx.commit().await?;
+                }
                 lat.push(s.elapsed());
             }
             anyhow::Ok(lat)

@@ -13,7 +13,8 @@ use crate::{all, dispose, refused, user};
 
 /// Sets the test clock to 09:00 Beijing time on a date.
 fn at(app: &App, y: i32, m: u32, d: u32) {
-    app.clock.set(Utc.with_ymd_and_hms(y, m, d, 1, 0, 0).single().unwrap());
+    app.clock
+        .set(Utc.with_ymd_and_hms(y, m, d, 1, 0, 0).single().unwrap());
 }
 
 fn date(m: u32, d: u32) -> NaiveDate {
@@ -21,12 +22,34 @@ fn date(m: u32, d: u32) -> NaiveDate {
 }
 
 /// Files 河南 `from` (grade 13) → 广东 `to`; `nth` picks a different student each time.
-async fn file(app: &App, from: &str, to: &str, nth: usize) -> Result<TransferDetail, xueji_app::AppError> {
+async fn file(
+    app: &App,
+    from: &str,
+    to: &str,
+    nth: usize,
+) -> Result<TransferDetail, xueji_app::AppError> {
     let sender = user(app, &format!("{from}-admin")).await;
-    let f = StudentFilter { grade: Some("13".into()), ..Default::default() };
-    let s = app.students(&sender, &f, all()).await.unwrap().items.into_iter().nth(nth).expect("student");
+    let f = StudentFilter {
+        grade: Some("13".into()),
+        ..Default::default()
+    };
+    let s = app
+        .students(&sender, &f, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .nth(nth)
+        .expect("student");
     let admin = user(app, &format!("{to}-admin")).await;
-    let class = app.classes(&admin, to).await.unwrap().into_iter().find(|c| c.grade == "13").unwrap().id;
+    let class = app
+        .classes(&admin, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.grade == "13")
+        .unwrap()
+        .id;
     let req = NewTransfer {
         from_province: "410000".into(),
         student_name: s.name,
@@ -40,7 +63,9 @@ async fn file(app: &App, from: &str, to: &str, nth: usize) -> Result<TransferDet
 
 async fn approve(app: &App, who: &str, id: i64) -> TransferDetail {
     let u = user(app, who).await;
-    app.review_transfer(&u, id, true, "同意").await.unwrap_or_else(|e| panic!("{who}: {e}"))
+    app.review_transfer(&u, id, true, "同意")
+        .await
+        .unwrap_or_else(|e| panic!("{who}: {e}"))
 }
 
 #[tokio::test]
@@ -49,45 +74,126 @@ async fn policies_are_versioned_pinned_and_applied_per_side() {
         let app = demo_app(backend).await;
         let gd = user(&app, "edu440000").await;
         let freeze = Policy {
-            freezes: vec![Freeze { start: "11-01".into(), end: "11-05".into(), direction: Direction::In, kinds: vec![], name: "秋季停办".into() }],
+            freezes: vec![Freeze {
+                start: "11-01".into(),
+                end: "11-05".into(),
+                direction: Direction::In,
+                kinds: vec![],
+                name: "秋季停办".into(),
+            }],
             ..Policy::default()
         };
         // Only the province's own authority edits its policy.
-        assert_eq!(refused(app.set_policy(&user(&app, "edu410000").await, "440000", freeze.clone(), "").await), ErrorCode::Forbidden);
-        assert_eq!(refused(app.set_policy(&user(&app, "edu440106").await, "440000", freeze.clone(), "").await), ErrorCode::Forbidden);
-        assert_eq!(refused(app.set_policy(&user(&app, "4401060001-admin").await, "440000", freeze.clone(), "").await), ErrorCode::Forbidden);
-        let bad = Policy { deadline_days: 0, ..Policy::default() };
-        assert_eq!(refused(app.set_policy(&gd, "440000", bad, "").await), ErrorCode::ValidationFailed);
-        let v1 = app.set_policy(&gd, "440000", freeze, "秋季停办").await.unwrap();
+        assert_eq!(
+            refused(
+                app.set_policy(&user(&app, "edu410000").await, "440000", freeze.clone(), "")
+                    .await
+            ),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refused(
+                app.set_policy(&user(&app, "edu440106").await, "440000", freeze.clone(), "")
+                    .await
+            ),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refused(
+                app.set_policy(
+                    &user(&app, "4401060001-admin").await,
+                    "440000",
+                    freeze.clone(),
+                    ""
+                )
+                .await
+            ),
+            ErrorCode::Forbidden
+        );
+        let bad = Policy {
+            deadline_days: 0,
+            ..Policy::default()
+        };
+        assert_eq!(
+            refused(app.set_policy(&gd, "440000", bad, "").await),
+            ErrorCode::ValidationFailed
+        );
+        let v1 = app
+            .set_policy(&gd, "440000", freeze, "秋季停办")
+            .await
+            .unwrap();
         assert_eq!(v1.version, 1);
         // The receiving province's freeze refuses the application and names the rule.
-        let e = file(&app, "4101050001", "4401060001", 0).await.unwrap_err().to_domain();
+        let e = file(&app, "4101050001", "4401060001", 0)
+            .await
+            .unwrap_err()
+            .to_domain();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
-        assert!(e.message.contains("广东省") && e.message.contains("秋季停办"), "{}", e.message);
+        assert!(
+            e.message.contains("广东省") && e.message.contains("秋季停办"),
+            "{}",
+            e.message
+        );
         // A transfer the other way is not frozen (direction In only, for 广东's incoming side).
         // Version 2: no freeze, but a city and a province level on 广东's side.
-        let levels = Policy { extra_levels: vec![Level::City, Level::Province], ..Policy::default() };
-        assert_eq!(app.set_policy(&gd, "440000", levels, "增加市级、省级审核").await.unwrap().version, 2);
+        let levels = Policy {
+            extra_levels: vec![Level::City, Level::Province],
+            ..Policy::default()
+        };
+        assert_eq!(
+            app.set_policy(&gd, "440000", levels, "增加市级、省级审核")
+                .await
+                .unwrap()
+                .version,
+            2
+        );
         let t = file(&app, "4101050001", "4401060001", 0).await.unwrap();
         assert_eq!((t.to_policy_version, t.from_policy_version), (2, 0));
         let parties: Vec<&str> = t.steps.iter().map(|s| s.party.as_str()).collect();
-        assert_eq!(parties, ["4401060001", "440106", "440100", "440000", "4101050001", "410105"]);
+        assert_eq!(
+            parties,
+            [
+                "4401060001",
+                "440106",
+                "440100",
+                "440000",
+                "4101050001",
+                "410105"
+            ]
+        );
         // A later version does not change a filed transfer.
-        app.set_policy(&gd, "440000", Policy::default(), "恢复默认").await.unwrap();
-        let again = app.transfer(&user(&app, "4401060001-admin").await, t.id).await.unwrap();
+        app.set_policy(&gd, "440000", Policy::default(), "恢复默认")
+            .await
+            .unwrap();
+        let again = app
+            .transfer(&user(&app, "4401060001-admin").await, t.id)
+            .await
+            .unwrap();
         assert_eq!(again.steps.len(), 6);
         assert_eq!(again.to_policy_version, 2);
         assert_eq!(app.policy_history("440000").await.unwrap().len(), 3);
         // The sending province's closed grade applies to its outgoing side.
         let henan = user(&app, "edu410000").await;
         let closed = Policy {
-            closed_grades: vec![ClosedGrade { grade: "13".into(), term: Term::First, direction: Direction::Out, name: String::new() }],
+            closed_grades: vec![ClosedGrade {
+                grade: "13".into(),
+                term: Term::First,
+                direction: Direction::Out,
+                name: String::new(),
+            }],
             ..Policy::default()
         };
         app.set_policy(&henan, "410000", closed, "").await.unwrap();
-        let e = file(&app, "4101050001", "4401060002", 1).await.unwrap_err().to_domain();
+        let e = file(&app, "4101050001", "4401060002", 1)
+            .await
+            .unwrap_err()
+            .to_domain();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
-        assert!(e.message.contains("河南省") && e.message.contains("三年级第一学期不办理转出"), "{}", e.message);
+        assert!(
+            e.message.contains("河南省") && e.message.contains("三年级第一学期不办理转出"),
+            "{}",
+            e.message
+        );
         dispose(&app.db).await;
     }
 }
@@ -98,31 +204,77 @@ async fn overdue_steps_are_reminded_escalated_or_approved_by_rule() {
         let app = demo_app(backend).await;
         let gd = user(&app, "edu440000").await;
         let hn = user(&app, "edu410000").await;
-        app.set_policy(&gd, "440000", Policy { overdue_action: OverdueAction::Escalate, ..Policy::default() }, "").await.unwrap();
-        app.set_policy(&hn, "410000", Policy { overdue_action: OverdueAction::AutoApprove, ..Policy::default() }, "").await.unwrap();
+        app.set_policy(
+            &gd,
+            "440000",
+            Policy {
+                overdue_action: OverdueAction::Escalate,
+                ..Policy::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
+        app.set_policy(
+            &hn,
+            "410000",
+            Policy {
+                overdue_action: OverdueAction::AutoApprove,
+                ..Policy::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
         // Filed Monday 2026-11-02: the first step is due Friday 11-13.
         let t = file(&app, "4101050001", "4401060001", 0).await.unwrap();
         assert_eq!(t.steps[0].due_date, Some(date(11, 13)));
         assert_eq!(t.steps[0].overdue_action, "escalate");
         assert_eq!(t.steps[2].overdue_action, "auto_approve");
         let school = user(&app, "4401060001-reviewer").await;
-        let unread = |app: App, u| async move { app.notifications(&u, true, all()).await.unwrap().items };
+        let unread =
+            |app: App, u| async move { app.notifications(&u, true, all()).await.unwrap().items };
         // Two working days before: a due-soon reminder, once.
         at(&app, 2026, 11, 11);
         let r = app.process_deadlines().await.unwrap();
         assert_eq!(r.due_soon_reminders, 1);
         assert_eq!(app.process_deadlines().await.unwrap().due_soon_reminders, 0);
-        assert!(unread(app.clone(), school.clone()).await.iter().any(|n| n.kind == "due_soon"));
+        assert!(
+            unread(app.clone(), school.clone())
+                .await
+                .iter()
+                .any(|n| n.kind == "due_soon")
+        );
         // Overdue on Monday 11-16: reminded and escalated to the school's authority, which may act.
         at(&app, 2026, 11, 16);
         let r = app.process_deadlines().await.unwrap();
         assert_eq!((r.overdue_reminders, r.escalated), (1, 1));
-        assert_eq!(app.process_deadlines().await.unwrap().escalated, 0, "escalation happens once");
+        assert_eq!(
+            app.process_deadlines().await.unwrap().escalated,
+            0,
+            "escalation happens once"
+        );
         let edu = user(&app, "edu440106").await;
-        assert!(unread(app.clone(), edu.clone()).await.iter().any(|n| n.kind == "escalated"));
-        let t = app.review_transfer(&edu, t.id, true, "督办同意").await.unwrap();
+        assert!(
+            unread(app.clone(), edu.clone())
+                .await
+                .iter()
+                .any(|n| n.kind == "escalated")
+        );
+        let todo = xueji_app::transfers::TransferFilter { todo: Some(true), ..Default::default() };
+        assert_eq!(app.transfers(&edu, &todo, all()).await.unwrap().total, 1, "the escalated step is on its work list");
+        let t = app
+            .review_transfer(&edu, t.id, true, "督办同意")
+            .await
+            .unwrap();
         assert_eq!(t.steps[0].decision.as_deref(), Some("approve"));
-        assert!(t.steps[0].actor_name.as_deref().unwrap_or("").contains("上级督办"));
+        assert!(
+            t.steps[0]
+                .actor_name
+                .as_deref()
+                .unwrap_or("")
+                .contains("上级督办")
+        );
         assert_eq!(t.steps[0].escalated_to.as_deref(), Some("440106"));
         let t = approve(&app, "edu440106", t.id).await;
         assert_eq!(t.status, "out_school_review");
@@ -137,8 +289,15 @@ async fn overdue_steps_are_reminded_escalated_or_approved_by_rule() {
         assert_eq!(t.steps[2].actor, None);
         assert!(t.steps[2].opinion.as_deref().unwrap().contains("视为同意"));
         assert_eq!(t.status, "out_authority_review");
-        assert_eq!(app.process_deadlines().await.unwrap().auto_approved, 0, "the next step is not yet due");
-        assert!(matches!(xueji_app::audit::verify(&app.db).await.unwrap(), xueji_app::audit::ChainCheck::Intact { .. }));
+        assert_eq!(
+            app.process_deadlines().await.unwrap().auto_approved,
+            0,
+            "the next step is not yet due"
+        );
+        assert!(matches!(
+            xueji_app::audit::verify(&app.db).await.unwrap(),
+            xueji_app::audit::ChainCheck::Intact { .. }
+        ));
         dispose(&app.db).await;
     }
 }
@@ -155,26 +314,82 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
         // One moves on to its authority on 11-02 (due 11-13 as well).
         approve(&app, "4401060001-reviewer", a.id).await;
         at(&app, 2026, 11, 17); // two working days past 11-13
-        let gd = app.dashboard(&user(&app, "edu440000").await, None).await.unwrap();
-        assert_eq!((gd.total.waiting, gd.total.overdue, gd.total.max_overdue_days), (3, 3, 2));
-        let by: Vec<(&str, i64)> = gd.by_region.iter().map(|r| (r.code.as_str(), r.counts.overdue)).collect();
+        let gd = app
+            .dashboard(&user(&app, "edu440000").await, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                gd.total.waiting,
+                gd.total.overdue,
+                gd.total.max_overdue_days
+            ),
+            (3, 3, 2)
+        );
+        let by: Vec<(&str, i64)> = gd
+            .by_region
+            .iter()
+            .map(|r| (r.code.as_str(), r.counts.overdue))
+            .collect();
         assert_eq!(by, [("440100", 2), ("440300", 1)]);
-        assert_eq!(gd.by_school.iter().map(|r| r.counts.overdue).sum::<i64>(), 2, "two steps wait at schools");
-        let city = app.dashboard(&user(&app, "edu440100").await, None).await.unwrap();
+        assert_eq!(
+            gd.by_school.iter().map(|r| r.counts.overdue).sum::<i64>(),
+            2,
+            "two steps wait at schools"
+        );
+        let city = app
+            .dashboard(&user(&app, "edu440100").await, None)
+            .await
+            .unwrap();
         assert_eq!(city.total.overdue, 2);
-        assert_eq!(city.by_region.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(), ["440106"]);
-        let county = app.dashboard(&user(&app, "edu440106").await, None).await.unwrap();
-        assert_eq!((county.total.overdue, county.own.overdue), (2, 1), "one waits at the county itself");
+        assert_eq!(
+            city.by_region
+                .iter()
+                .map(|r| r.code.as_str())
+                .collect::<Vec<_>>(),
+            ["440106"]
+        );
+        let county = app
+            .dashboard(&user(&app, "edu440106").await, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (county.total.overdue, county.own.overdue),
+            (2, 1),
+            "one waits at the county itself"
+        );
         let nation = app.dashboard(&user(&app, "moe").await, None).await.unwrap();
-        let by: Vec<(&str, i64)> = nation.by_region.iter().map(|r| (r.code.as_str(), r.counts.overdue)).collect();
+        let by: Vec<(&str, i64)> = nation
+            .by_region
+            .iter()
+            .map(|r| (r.code.as_str(), r.counts.overdue))
+            .collect();
         assert_eq!(by, [("110000", 1), ("440000", 3)]);
         assert_eq!(nation.overdue.len(), 4);
         // Drill-down stays inside the caller's region.
-        let drill = app.dashboard(&user(&app, "edu440000").await, Some("440300")).await.unwrap();
+        let drill = app
+            .dashboard(&user(&app, "edu440000").await, Some("440300"))
+            .await
+            .unwrap();
         assert_eq!(drill.total.overdue, 1);
-        assert_eq!(refused(app.dashboard(&user(&app, "edu440100").await, Some("440300")).await), ErrorCode::NotFound);
-        assert_eq!(refused(app.dashboard(&user(&app, "4401060001-admin").await, None).await), ErrorCode::Forbidden);
-        let hn = app.dashboard(&user(&app, "edu410000").await, None).await.unwrap();
+        assert_eq!(
+            refused(
+                app.dashboard(&user(&app, "edu440100").await, Some("440300"))
+                    .await
+            ),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            refused(
+                app.dashboard(&user(&app, "4401060001-admin").await, None)
+                    .await
+            ),
+            ErrorCode::Forbidden
+        );
+        let hn = app
+            .dashboard(&user(&app, "edu410000").await, None)
+            .await
+            .unwrap();
         assert_eq!(hn.total.waiting, 0, "nothing waits at 河南's side yet");
         dispose(&app.db).await;
     }
@@ -189,15 +404,36 @@ async fn stale_cases_are_listed_and_closed_with_a_reason() {
         assert!(app.stale_transfers(&gd, None).await.unwrap().is_empty());
         at(&app, 2027, 6, 1);
         let stale = app.stale_transfers(&gd, None).await.unwrap();
-        assert_eq!(stale.iter().map(|s| s.transfer_id).collect::<Vec<_>>(), vec![t.id]);
-        assert_eq!(refused(app.close_transfer(&user(&app, "edu440106").await, t.id, "x").await), ErrorCode::Forbidden);
-        assert_eq!(refused(app.close_transfer(&gd, t.id, " ").await), ErrorCode::ReasonRequired);
-        let closed = app.close_transfer(&gd, t.id, "家长已放弃转学，学校未撤销").await.unwrap();
+        assert_eq!(
+            stale.iter().map(|s| s.transfer_id).collect::<Vec<_>>(),
+            vec![t.id]
+        );
+        assert_eq!(
+            refused(
+                app.close_transfer(&user(&app, "edu440106").await, t.id, "x")
+                    .await
+            ),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refused(app.close_transfer(&gd, t.id, " ").await),
+            ErrorCode::ReasonRequired
+        );
+        let closed = app
+            .close_transfer(&gd, t.id, "家长已放弃转学，学校未撤销")
+            .await
+            .unwrap();
         assert_eq!(closed.status, "closed");
         assert!(app.stale_transfers(&gd, None).await.unwrap().is_empty());
         // Never purged: still readable with its reason; the student is free again.
-        let r = app.transfer(&user(&app, "4101050001-admin").await, t.id).await.unwrap();
-        assert_eq!(r.closed_reason.as_deref(), Some("家长已放弃转学，学校未撤销"));
+        let r = app
+            .transfer(&user(&app, "4101050001-admin").await, t.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.closed_reason.as_deref(),
+            Some("家长已放弃转学，学校未撤销")
+        );
         at(&app, 2026, 11, 2);
         assert!(file(&app, "4101050001", "4401060002", 0).await.is_ok());
         dispose(&app.db).await;
@@ -209,30 +445,74 @@ async fn parents_see_progress_and_nothing_else() {
     for backend in backends() {
         let app = demo_app(backend).await;
         let t = file(&app, "4101050001", "4401060001", 0).await.unwrap();
-        let code = t.query_code.clone().expect("the receiving school sees the query code");
+        let code = t
+            .query_code
+            .clone()
+            .expect("the receiving school sees the query code");
         assert_eq!(code.len(), 10);
-        let sender = app.transfer(&user(&app, "4101050001-admin").await, t.id).await.unwrap();
-        assert_eq!(sender.query_code, None, "only the receiving school hands it out");
-        let v = app.parent_query(&code.to_lowercase(), &t.student_name, "203.0.113.9").await.unwrap();
+        let sender = app
+            .transfer(&user(&app, "4101050001-admin").await, t.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            sender.query_code, None,
+            "only the receiving school hands it out"
+        );
+        let v = app
+            .parent_query(&code.to_lowercase(), &t.student_name, "203.0.113.9")
+            .await
+            .unwrap();
         assert_eq!(v.current_step.as_deref(), Some("待转入学校审核"));
         assert_eq!(v.due_date, Some(date(11, 13)));
         assert_eq!(v.outcome, None);
         let json = serde_json::to_value(&v).unwrap();
         let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["current_step", "due_date", "filed_on", "kind", "outcome", "status"]);
+        assert_eq!(
+            keys,
+            [
+                "current_step",
+                "due_date",
+                "filed_on",
+                "kind",
+                "outcome",
+                "status"
+            ]
+        );
         let text = json.to_string();
-        assert!(!text.contains(&t.student_no[1..7]) && !text.contains(&t.from_school_name) && !text.contains(&t.to_school_name));
+        assert!(
+            !text.contains(&t.student_no[1..7])
+                && !text.contains(&t.from_school_name)
+                && !text.contains(&t.to_school_name)
+        );
         // Wrong name or code: not found; repeated guessing is throttled per address.
-        assert_eq!(refused(app.parent_query(&code, "别人", "203.0.113.10").await), ErrorCode::NotFound);
+        assert_eq!(
+            refused(app.parent_query(&code, "别人", "203.0.113.10").await),
+            ErrorCode::NotFound
+        );
         for _ in 0..9 {
             let _ = app.parent_query("ABCDEFGHJK", "某某", "203.0.113.10").await;
         }
-        assert_eq!(refused(app.parent_query(&code, &t.student_name, "203.0.113.10").await), ErrorCode::TooManyRequests);
-        assert!(app.parent_query(&code, &t.student_name, "203.0.113.11").await.is_ok());
+        assert_eq!(
+            refused(
+                app.parent_query(&code, &t.student_name, "203.0.113.10")
+                    .await
+            ),
+            ErrorCode::TooManyRequests
+        );
+        assert!(
+            app.parent_query(&code, &t.student_name, "203.0.113.11")
+                .await
+                .is_ok()
+        );
         // The outcome once decided.
         let rev = user(&app, "4401060001-reviewer").await;
-        app.review_transfer(&rev, t.id, false, "学位已满").await.unwrap();
-        let v = app.parent_query(&code, &t.student_name, "203.0.113.11").await.unwrap();
+        app.review_transfer(&rev, t.id, false, "学位已满")
+            .await
+            .unwrap();
+        let v = app
+            .parent_query(&code, &t.student_name, "203.0.113.11")
+            .await
+            .unwrap();
         assert_eq!(v.outcome.as_deref(), Some("不同意"));
         assert_eq!(v.current_step, None);
         dispose(&app.db).await;
@@ -252,24 +532,65 @@ async fn statistics_count_outcomes_durations_and_reasons() {
         approve(&app, "edu440106", a.id).await;
         // b: refused by the receiving school.
         let rev = user(&app, "4403040001-reviewer").await;
-        app.review_transfer(&rev, b.id, false, "学位已满").await.unwrap();
-        let gd = app.statistics(&user(&app, "edu440000").await, &Default::default()).await.unwrap();
-        assert_eq!((gd.totals_in.total, gd.totals_in.rejected, gd.totals_in.in_progress), (2, 1, 1));
+        app.review_transfer(&rev, b.id, false, "学位已满")
+            .await
+            .unwrap();
+        let gd = app
+            .statistics(&user(&app, "edu440000").await, &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                gd.totals_in.total,
+                gd.totals_in.rejected,
+                gd.totals_in.in_progress
+            ),
+            (2, 1, 1)
+        );
         assert_eq!(gd.totals_out.total, 0, "nothing leaves 广东");
-        let by: Vec<(&str, i64)> = gd.by_region.iter().map(|r| (r.code.as_str(), r.transfers_in.total)).collect();
+        let by: Vec<(&str, i64)> = gd
+            .by_region
+            .iter()
+            .map(|r| (r.code.as_str(), r.transfers_in.total))
+            .collect();
         assert_eq!(by, [("440100", 1), ("440300", 1)]);
         let step = |k: &str| gd.by_step.iter().find(|s| s.key == k).cloned().unwrap();
         assert_eq!(step("in_school").decided, 2);
-        assert_eq!(step("in_authority").median_days, 4.0, "11-02 to 11-05 counting the first day");
-        assert_eq!(gd.by_authority.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(), ["440106"]);
+        assert_eq!(
+            step("in_authority").median_days,
+            4.0,
+            "11-02 to 11-05 counting the first day"
+        );
+        assert_eq!(
+            gd.by_authority
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>(),
+            ["440106"]
+        );
         assert_eq!(gd.refusal_reasons[0].opinion, "学位已满");
-        let hn = app.statistics(&user(&app, "edu410000").await, &Default::default()).await.unwrap();
+        let hn = app
+            .statistics(&user(&app, "edu410000").await, &Default::default())
+            .await
+            .unwrap();
         assert_eq!((hn.totals_out.total, hn.totals_out.cross_province), (3, 3));
-        let nation = app.statistics(&user(&app, "moe").await, &Default::default()).await.unwrap();
+        let nation = app
+            .statistics(&user(&app, "moe").await, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(nation.by_region.len(), 3, "北京, 河南, 广东");
-        let bytes = app.export_statistics(&user(&app, "edu440000").await, &Default::default()).await.unwrap();
+        let bytes = app
+            .export_statistics(&user(&app, "edu440000").await, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(&bytes[0..2], b"PK", "an .xlsx (zip) workbook");
-        assert_eq!(refused(app.statistics(&user(&app, "4401060001-admin").await, &Default::default()).await), ErrorCode::Forbidden);
+        assert_eq!(
+            refused(
+                app.statistics(&user(&app, "4401060001-admin").await, &Default::default())
+                    .await
+            ),
+            ErrorCode::Forbidden
+        );
         dispose(&app.db).await;
     }
 }
