@@ -254,12 +254,16 @@ impl App {
         }
         let sql = format!("{USER_SELECT} WHERE u.username = $1");
         let row: Option<UserRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(username).fetch_optional(p).await)?;
-        let bad_credentials = || Error::new(ErrorCode::Unauthenticated, "用户名或密码错误");
         let Some(row) = row else {
+            // An unknown account gets exactly what a known one gets (same work, same counting,
+            // same messages), so that answers do not reveal which accounts exist.
             let pw = password.to_string();
             let _ = tokio::task::spawn_blocking(move || verify_password(&pw, DUMMY_HASH)).await;
             self.record_failure(username, client_ip, now).await?;
-            return Err(bad_credentials().into());
+            let failures: i64 = on_pool!(self.db.write(), p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at > $2"
+            ).bind(username).bind(since).fetch_one(p).await)?;
+            return Err(failure_error(failures, now).into());
         };
         if let Some(until) = row.locked_until.filter(|u| *u > now) {
             return Err(locked_error(until).into());
@@ -277,14 +281,8 @@ impl App {
                 let until = now + LOCK_DURATION;
                 on_pool!(self.db.write(), p => sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
                     .bind(until).bind(row.id).execute(p).await.map(|r| r.rows_affected()))?;
-                return Err(locked_error(until).into());
             }
-            let left = MAX_FAILURES + 1 - failures;
-            return Err(Error::new(
-                ErrorCode::Unauthenticated,
-                format!("用户名或密码错误（再错{left}次账号将锁定15分钟）"),
-            )
-            .into());
+            return Err(failure_error(failures, now).into());
         }
         let token = random_secret();
         let csrf_token = random_secret();
@@ -376,6 +374,18 @@ impl App {
             .bind(sha256_hex(token)).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
+}
+
+/// The answer to a wrong password, known account or not: how many tries are left, or the lock.
+fn failure_error(failures: i64, now: DateTime<Utc>) -> Error {
+    if failures > MAX_FAILURES {
+        return locked_error(now + LOCK_DURATION);
+    }
+    let left = MAX_FAILURES + 1 - failures;
+    Error::new(
+        ErrorCode::Unauthenticated,
+        format!("用户名或密码错误（再错{left}次账号将锁定15分钟）"),
+    )
 }
 
 fn locked_error(until: DateTime<Utc>) -> Error {

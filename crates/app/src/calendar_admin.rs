@@ -3,9 +3,9 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use xueji_domain::Error;
 use xueji_domain::access::Role;
 use xueji_domain::calendar::DayKind;
-use xueji_domain::Error;
 
 use crate::audit::{self, AuditEvent};
 use crate::auth::CurrentUser;
@@ -24,8 +24,10 @@ pub struct CalendarDay {
 impl App {
     /// The listed days of a year.
     pub async fn calendar_days(&self, year: i32) -> AppResult<Vec<CalendarDay>> {
-        let from = NaiveDate::from_ymd_opt(year, 1, 1).ok_or_else(|| Error::validation("year", "年份无效"))?;
-        let to = NaiveDate::from_ymd_opt(year, 12, 31).ok_or_else(|| Error::validation("year", "年份无效"))?;
+        let from = NaiveDate::from_ymd_opt(year, 1, 1)
+            .ok_or_else(|| Error::validation("year", "年份无效"))?;
+        let to = NaiveDate::from_ymd_opt(year, 12, 31)
+            .ok_or_else(|| Error::validation("year", "年份无效"))?;
         Ok(on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT day, kind, name FROM holidays WHERE day >= $1 AND day <= $2 ORDER BY day"
         ).bind(from).bind(to).fetch_all(p).await)?)
@@ -33,7 +35,13 @@ impl App {
 
     /// Sets (or, with `kind = None`, removes) one day of the calendar. National administrator only.
     /// Deadlines already computed keep their dates; new steps use the new calendar.
-    pub async fn set_calendar_day(&self, user: &CurrentUser, day: NaiveDate, kind: Option<DayKind>, name: &str) -> AppResult<()> {
+    pub async fn set_calendar_day(
+        &self,
+        user: &CurrentUser,
+        day: NaiveDate,
+        kind: Option<DayKind>,
+        name: &str,
+    ) -> AppResult<()> {
         if user.role != Role::NationalAdmin {
             return Err(Error::forbidden("节假日安排只能由全国学籍管理员维护").into());
         }
@@ -41,7 +49,12 @@ impl App {
         if kind.is_some() && (name.is_empty() || name.chars().count() > 20) {
             return Err(Error::validation("name", "请填写节日名称（不超过20字）").into());
         }
-        if kind == Some(DayKind::Workday) && !matches!(chrono::Datelike::weekday(&day), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+        if kind == Some(DayKind::Workday)
+            && !matches!(
+                chrono::Datelike::weekday(&day),
+                chrono::Weekday::Sat | chrono::Weekday::Sun
+            )
+        {
             return Err(Error::validation("kind", "调休上班日应为周六或周日").into());
         }
         let before: Option<CalendarDay> = on_pool!(self.db.read(), p => sqlx::query_as(

@@ -87,8 +87,12 @@ impl Batch {
             && self.tx.is_some()
         {
             let c = self.conn();
-            sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO {sp}"))).execute(&mut *c).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {sp}"))).execute(&mut *c).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO {sp}")))
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {sp}")))
+                .execute(&mut *c)
+                .await?;
         }
         Ok(())
     }
@@ -104,7 +108,10 @@ pub struct SqliteTx {
 impl SqliteTx {
     /// The connection, inside the open savepoint.
     pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
-        self.guard.as_mut().expect("open logical transaction").conn()
+        self.guard
+            .as_mut()
+            .expect("open logical transaction")
+            .conn()
     }
 
     async fn commit(mut self) -> Result<(), AppError> {
@@ -193,11 +200,16 @@ impl Batcher {
         }
         g.next_savepoint += 1;
         let savepoint = format!("xj{}", g.next_savepoint);
-        sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {savepoint}"))).execute(g.conn()).await?;
-        Ok(SqliteTx { guard: Some(g), savepoint, state: self.state.clone() })
+        sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {savepoint}")))
+            .execute(g.conn())
+            .await?;
+        Ok(SqliteTx {
+            guard: Some(g),
+            savepoint,
+            state: self.state.clone(),
+        })
     }
 }
-
 
 /// Runs `$body` with `$p` bound to the concrete pool of either backend.
 #[macro_export]
@@ -256,6 +268,13 @@ impl Db {
     pub async fn connect_with(url: &str, durability: Durability) -> Result<Self, AppError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
+            // One plain connection first: an unreachable server or a refused login is reported
+            // at once with its real cause, not as a pool timeout ten seconds later.
+            {
+                use sqlx::Connection;
+                let c = sqlx::PgConnection::connect_with(&opts).await?;
+                let _ = c.close().await;
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -291,8 +310,15 @@ impl Db {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        let batcher = Arc::new(Batcher { pool: writer.clone(), state: Arc::new(Mutex::new(Batch::default())) });
-        Ok(Db::Sqlite { writer, readers, batcher })
+        let batcher = Arc::new(Batcher {
+            pool: writer.clone(),
+            state: Arc::new(Mutex::new(Batch::default())),
+        });
+        Ok(Db::Sqlite {
+            writer,
+            readers,
+            batcher,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -321,7 +347,9 @@ impl Db {
 
     /// A plain transaction that commits on its own, bypassing group commit (for the benchmark's
     /// bare rate).
-    pub async fn begin_unbatched_sqlite(&self) -> Result<Option<Transaction<'static, Sqlite>>, AppError> {
+    pub async fn begin_unbatched_sqlite(
+        &self,
+    ) -> Result<Option<Transaction<'static, Sqlite>>, AppError> {
         match self {
             Db::Sqlite { writer, .. } => Ok(Some(writer.begin().await?)),
             Db::Postgres(_) => Ok(None),
@@ -345,7 +373,9 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { writer, readers, .. } => {
+            Db::Sqlite {
+                writer, readers, ..
+            } => {
                 readers.close().await;
                 writer.close().await;
             }
@@ -385,10 +415,18 @@ impl Db {
         match self {
             Db::Sqlite { writer, .. } => {
                 if dest.exists() {
-                    return Err(AppError::Other(format!("{} already exists", dest.display())));
+                    return Err(AppError::Other(format!(
+                        "{} already exists",
+                        dest.display()
+                    )));
                 }
-                let path = dest.to_str().ok_or_else(|| AppError::Other("backup path is not UTF-8".into()))?;
-                sqlx::query("VACUUM INTO $1").bind(path).execute(writer).await?;
+                let path = dest
+                    .to_str()
+                    .ok_or_else(|| AppError::Other("backup path is not UTF-8".into()))?;
+                sqlx::query("VACUUM INTO $1")
+                    .bind(path)
+                    .execute(writer)
+                    .await?;
                 Ok(())
             }
             Db::Postgres(_) => Err(AppError::Other(

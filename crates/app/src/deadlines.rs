@@ -54,14 +54,21 @@ impl App {
         ).bind(horizon).fetch_all(p).await)?;
         let mut report = DeadlineReport::default();
         for w in rows {
-            let Some((t, steps)) = self.load(w.id).await? else { continue };
-            let Some(step) = steps.get(w.idx as usize) else { continue };
+            let Some((t, steps)) = self.load(w.id).await? else {
+                continue;
+            };
+            let Some(step) = steps.get(w.idx as usize) else {
+                continue;
+            };
             let spec = step.spec();
             let now = self.clock.now();
             if w.due_date >= today {
                 if self.remind_once(w.id, w.idx, "due_soon").await? {
                     let mut tx = self.db.begin().await?;
-                    let text = format!("转学办理提醒：学生{}的转学申请将于{}到期，请及时审核。", w.student_name, w.due_date);
+                    let text = format!(
+                        "转学办理提醒：学生{}的转学申请将于{}到期，请及时审核。",
+                        w.student_name, w.due_date
+                    );
                     notify(&mut tx, &spec.party, "due_soon", Some(w.id), &text, now).await?;
                     tx.commit().await?;
                     report.due_soon_reminders += 1;
@@ -86,7 +93,9 @@ impl App {
             match w.overdue_action.as_str() {
                 "escalate" if w.escalated_to.is_none() => {
                     let line = self.authority_line(school, region, authority).await?;
-                    let Some(OrgRef::Authority(target)) = escalation_target(&spec, &line) else { continue };
+                    let Some(OrgRef::Authority(target)) = escalation_target(&spec, &line) else {
+                        continue;
+                    };
                     let mut tx = self.db.begin().await?;
                     let n = on_tx!(&mut tx, c => sqlx::query(
                         "UPDATE transfer_steps SET escalated_to = $1 WHERE transfer_id = $2 AND idx = $3 AND escalated_to IS NULL AND decision IS NULL"
@@ -98,7 +107,15 @@ impl App {
                             spec.party_label_zh(),
                             overdue_days
                         );
-                        notify(&mut tx, &OrgRef::Authority(target.clone()), "escalated", Some(w.id), &text, now).await?;
+                        notify(
+                            &mut tx,
+                            &OrgRef::Authority(target.clone()),
+                            "escalated",
+                            Some(w.id),
+                            &text,
+                            now,
+                        )
+                        .await?;
                         let (k, c) = org_key(&spec.party);
                         audit::record(
                             &mut tx,
@@ -121,7 +138,11 @@ impl App {
                 "auto_approve" => {
                     let actor = Actor {
                         user_id: -1,
-                        role: if spec.role == StepRole::SchoolReview { Role::SchoolReviewer } else { Role::AuthorityAdmin },
+                        role: if spec.role == StepRole::SchoolReview {
+                            Role::SchoolReviewer
+                        } else {
+                            Role::AuthorityAdmin
+                        },
                         org: spec.party.clone(),
                     };
                     let who = Who {
@@ -132,10 +153,16 @@ impl App {
                     };
                     let action = Action::Review {
                         approve: true,
-                        opinion: format!("逾期{overdue_days}个工作日未办理，依本省转学政策视为同意"),
+                        opinion: format!(
+                            "逾期{overdue_days}个工作日未办理，依本省转学政策视为同意"
+                        ),
                     };
                     // A concurrent human decision wins: the version guard refuses ours.
-                    if self.apply_action(&t, &steps, &actor, &who, &action, None).await.is_ok() {
+                    if self
+                        .apply_action(&t, &steps, &actor, &who, &action, None)
+                        .await
+                        .is_ok()
+                    {
                         report.auto_approved += 1;
                     }
                 }

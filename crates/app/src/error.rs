@@ -7,10 +7,11 @@ pub enum AppError {
     /// A refusal the user can act on (validation, permission, state).
     #[error(transparent)]
     Domain(#[from] Error),
+    // No `#[source]`: the message already holds the cause, and a chained report would repeat it.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("{0}")]
     Other(String),
 }
@@ -38,6 +39,18 @@ impl AppError {
                 "系统内部错误，请稍后重试；如持续出现请联系管理员",
             ),
         }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for AppError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        AppError::Migrate(e)
     }
 }
 

@@ -49,7 +49,12 @@ pub async fn notify(
 
 impl App {
     /// The caller organisation's messages, newest first.
-    pub async fn notifications(&self, user: &CurrentUser, unread_only: bool, page: Page) -> AppResult<Paged<NotificationOut>> {
+    pub async fn notifications(
+        &self,
+        user: &CurrentUser,
+        unread_only: bool,
+        page: Page,
+    ) -> AppResult<Paged<NotificationOut>> {
         let (k, c) = org_key(&user.org);
         let total: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM notifications WHERE org_kind = $1 AND org_code = $2 AND ($3 = FALSE OR read_at IS NULL)"

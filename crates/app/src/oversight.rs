@@ -120,7 +120,11 @@ fn step_label(code: &str) -> &'static str {
 
 impl App {
     /// The region a dashboard may show for the caller: its own region, or one inside it.
-    fn dashboard_region(&self, user: &CurrentUser, region: Option<&str>) -> AppResult<Option<RegionCode>> {
+    fn dashboard_region(
+        &self,
+        user: &CurrentUser,
+        region: Option<&str>,
+    ) -> AppResult<Option<RegionCode>> {
         let own = match user.scope() {
             Scope::National => None,
             Scope::Region(r) => Some(r),
@@ -138,9 +142,16 @@ impl App {
         }
     }
 
-    pub async fn dashboard(&self, user: &CurrentUser, region: Option<&str>) -> AppResult<Dashboard> {
+    pub async fn dashboard(
+        &self,
+        user: &CurrentUser,
+        region: Option<&str>,
+    ) -> AppResult<Dashboard> {
         let region = self.dashboard_region(user, region)?;
-        let (lo, hi) = region.as_ref().map(|r| r.subtree_range()).unwrap_or(("000000".into(), "999999".into()));
+        let (lo, hi) = region
+            .as_ref()
+            .map(|r| r.subtree_range())
+            .unwrap_or(("000000".into(), "999999".into()));
         let rows: Vec<OpenStep> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT t.id AS transfer_id, t.student_name, cs.party_kind, cs.party_code, \
              COALESCE(sc.region_code, cs.party_code) AS party_region, COALESCE(sc.name, a.name) AS party_name, \
@@ -169,9 +180,15 @@ impl App {
         let mut by_school: BTreeMap<String, (String, Counts)> = BTreeMap::new();
         let mut overdue = vec![];
         for r in &rows {
-            let od = r.due_date.map(|d| cal.overdue_working_days(d, today)).unwrap_or(0);
-            let soon = r.due_date.is_some_and(|d| od == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
-            let in_region = r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
+            let od = r
+                .due_date
+                .map(|d| cal.overdue_working_days(d, today))
+                .unwrap_or(0);
+            let soon = r
+                .due_date
+                .is_some_and(|d| od == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
+            let in_region =
+                r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
             if in_region {
                 total.add(soon, od);
                 let child = child_of(&r.party_region);
@@ -181,7 +198,9 @@ impl App {
                 if r.party_kind == "school" {
                     by_school
                         .entry(r.party_code.clone())
-                        .or_insert_with(|| (r.party_name.clone().unwrap_or_default(), Counts::default()))
+                        .or_insert_with(|| {
+                            (r.party_name.clone().unwrap_or_default(), Counts::default())
+                        })
                         .1
                         .add(soon, od);
                 }
@@ -203,15 +222,27 @@ impl App {
                 });
             }
         }
-        overdue.sort_by(|a, b| b.overdue_days.cmp(&a.overdue_days).then(a.transfer_id.cmp(&b.transfer_id)));
+        overdue.sort_by(|a, b| {
+            b.overdue_days
+                .cmp(&a.overdue_days)
+                .then(a.transfer_id.cmp(&b.transfer_id))
+        });
         overdue.truncate(100);
         let mut regions = vec![];
         for (code, counts) in by_region {
-            let name = self.region(&code).await?.map(|r| r.name).unwrap_or_else(|| code.clone());
+            let name = self
+                .region(&code)
+                .await?
+                .map(|r| r.name)
+                .unwrap_or_else(|| code.clone());
             regions.push(DashboardRow { code, name, counts });
         }
         let region_name = match &region {
-            Some(r) => self.region(r.as_str()).await?.map(|x| x.name).unwrap_or_default(),
+            Some(r) => self
+                .region(r.as_str())
+                .await?
+                .map(|x| x.name)
+                .unwrap_or_default(),
             None => "全国".into(),
         };
         Ok(Dashboard {
@@ -220,15 +251,25 @@ impl App {
             total,
             own,
             by_region: regions,
-            by_school: by_school.into_iter().map(|(code, (name, counts))| DashboardRow { code, name, counts }).collect(),
+            by_school: by_school
+                .into_iter()
+                .map(|(code, (name, counts))| DashboardRow { code, name, counts })
+                .collect(),
             overdue,
         })
     }
 
     /// Open cases older than `days` calendar days in the caller's region (default 183: six months).
-    pub async fn stale_transfers(&self, user: &CurrentUser, days: Option<i64>) -> AppResult<Vec<StaleItem>> {
+    pub async fn stale_transfers(
+        &self,
+        user: &CurrentUser,
+        days: Option<i64>,
+    ) -> AppResult<Vec<StaleItem>> {
         let region = self.dashboard_region(user, None)?;
-        let (lo, hi) = region.as_ref().map(|r| r.subtree_range()).unwrap_or(("000000".into(), "999999".into()));
+        let (lo, hi) = region
+            .as_ref()
+            .map(|r| r.subtree_range())
+            .unwrap_or(("000000".into(), "999999".into()));
         let days = days.unwrap_or(183).clamp(1, 3650);
         let now = self.clock.now();
         let cutoff = now - chrono::Duration::days(days);
@@ -270,14 +311,20 @@ impl App {
 
     /// Closes a stale case with a reason: a provincial authority of either side, or the national
     /// administrator. The student is unlocked; both schools are told; the row stays.
-    pub async fn close_transfer(&self, user: &CurrentUser, id: i64, reason: &str) -> AppResult<crate::transfers::TransferDetail> {
+    pub async fn close_transfer(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        reason: &str,
+    ) -> AppResult<crate::transfers::TransferDetail> {
         let Some((t, _)) = self.load(id).await? else {
             return Err(Error::not_found("该转学申请").into());
         };
         let allowed = match (&user.org, user.role) {
             (_, Role::NationalAdmin) => true,
             (OrgRef::Authority(r), Role::AuthorityAdmin) => {
-                r.ends_with("0000") && (t.from_region.starts_with(&r[0..2]) || t.to_region.starts_with(&r[0..2]))
+                r.ends_with("0000")
+                    && (t.from_region.starts_with(&r[0..2]) || t.to_region.starts_with(&r[0..2]))
             }
             _ => false,
         };
@@ -288,11 +335,17 @@ impl App {
         }
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(Error::new(ErrorCode::ReasonRequired, "关闭案件须填写理由").at("reason").into());
+            return Err(Error::new(ErrorCode::ReasonRequired, "关闭案件须填写理由")
+                .at("reason")
+                .into());
         }
         let st = TransferStatus::parse(&t.status).unwrap_or(TransferStatus::Completed);
         if !(st.is_review() || st == TransferStatus::Approved) {
-            return Err(Error::new(ErrorCode::Conflict, format!("该转学当前{}，不能关闭", st.label_zh())).into());
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("该转学当前{}，不能关闭", st.label_zh()),
+            )
+            .into());
         }
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
@@ -304,8 +357,14 @@ impl App {
         }
         on_tx!(&mut tx, c => sqlx::query("DELETE FROM open_businesses WHERE student_id = $1 AND kind = 'transfer' AND ref_id = $2")
             .bind(t.student_id).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-        let text = format!("学生{}的转学申请已由省级学籍主管部门关闭：{reason}", t.student_name);
-        for org in [OrgRef::School(t.to_school.clone()), OrgRef::School(t.from_school.clone())] {
+        let text = format!(
+            "学生{}的转学申请已由省级学籍主管部门关闭：{reason}",
+            t.student_name
+        );
+        for org in [
+            OrgRef::School(t.to_school.clone()),
+            OrgRef::School(t.from_school.clone()),
+        ] {
             notify(&mut tx, &org, "closed", Some(id), &text, now).await?;
         }
         audit::record(

@@ -31,13 +31,22 @@ pub struct ParentView {
 }
 
 impl App {
-    pub async fn parent_query(&self, code: &str, student_name: &str, client_ip: &str) -> AppResult<ParentView> {
+    pub async fn parent_query(
+        &self,
+        code: &str,
+        student_name: &str,
+        client_ip: &str,
+    ) -> AppResult<ParentView> {
         let now = self.clock.now();
         let failures: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM query_failures WHERE ip = $1 AND at > $2"
         ).bind(client_ip).bind(now - Duration::minutes(15)).fetch_one(p).await)?;
         if failures >= MAX_QUERY_FAILURES {
-            return Err(Error::new(ErrorCode::TooManyRequests, "查询失败次数过多，请15分钟后再试").into());
+            return Err(Error::new(
+                ErrorCode::TooManyRequests,
+                "查询失败次数过多，请15分钟后再试",
+            )
+            .into());
         }
         let code = code.trim().to_uppercase();
         let name = student_name.trim();
@@ -49,7 +58,9 @@ impl App {
             student_name: String,
             created_at: chrono::DateTime<chrono::Utc>,
         }
-        let row: Option<Row> = if code.len() == 10 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        let row: Option<Row> = if code.len() == 10
+            && code.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             on_pool!(self.db.read(), p => sqlx::query_as(
                 "SELECT id, kind, status, student_name, created_at FROM transfers WHERE query_code = $1"
             ).bind(&code).fetch_optional(p).await)?
@@ -59,7 +70,11 @@ impl App {
         let Some(row) = row.filter(|r| r.student_name == name) else {
             on_pool!(self.db.write(), p => sqlx::query("INSERT INTO query_failures (ip, at) VALUES ($1, $2)")
                 .bind(client_ip).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-            return Err(Error::new(ErrorCode::NotFound, "查询码或学生姓名不正确，请核对学校提供的查询码").into());
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                "查询码或学生姓名不正确，请核对学校提供的查询码",
+            )
+            .into());
         };
         let status = TransferStatus::parse(&row.status).unwrap_or(TransferStatus::Completed);
         let (current_step, due_date) = if status.is_review() {
@@ -92,7 +107,10 @@ impl App {
         };
         let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("offset");
         Ok(ParentView {
-            kind: TransferKind::parse(&row.kind).map(|k| k.label_zh()).unwrap_or("转学").into(),
+            kind: TransferKind::parse(&row.kind)
+                .map(|k| k.label_zh())
+                .unwrap_or("转学")
+                .into(),
             status: status.label_zh().into(),
             current_step,
             due_date,

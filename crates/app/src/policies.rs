@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use xueji_domain::Error;
 use xueji_domain::access::{OrgRef, Role};
 use xueji_domain::ids::{RegionCode, RegionLevel};
 use xueji_domain::policy::{AuthorityLine, Policy};
-use xueji_domain::Error;
 
 use crate::audit::{self, AuditEvent};
 use crate::auth::CurrentUser;
@@ -42,7 +42,11 @@ fn parse_stored(json: &str) -> AppResult<Policy> {
 
 impl App {
     pub(crate) async fn province_name(&self, province: &str) -> AppResult<String> {
-        Ok(self.region(province).await?.map(|r| r.name).unwrap_or_else(|| province.to_string()))
+        Ok(self
+            .region(province)
+            .await?
+            .map(|r| r.name)
+            .unwrap_or_else(|| province.to_string()))
     }
 
     fn province_of(code: &str) -> AppResult<RegionCode> {
@@ -134,7 +138,13 @@ impl App {
     }
 
     /// Saves a new version. Only the province's own authority (or the national administrator).
-    pub async fn set_policy(&self, user: &CurrentUser, province: &str, policy: Policy, note: &str) -> AppResult<PolicyOut> {
+    pub async fn set_policy(
+        &self,
+        user: &CurrentUser,
+        province: &str,
+        policy: Policy,
+        note: &str,
+    ) -> AppResult<PolicyOut> {
         let p = Self::province_of(province)?;
         let allowed = match (&user.org, user.role) {
             (_, Role::NationalAdmin) => true,
@@ -161,7 +171,11 @@ impl App {
         .execute(&mut *c).await.map(|r| r.rows_affected()));
         if let Err(e) = inserted {
             let e = AppError::from(e);
-            return Err(if e.is_unique_violation() { Error::conflict().into() } else { e });
+            return Err(if e.is_unique_violation() {
+                Error::conflict().into()
+            } else {
+                e
+            });
         }
         audit::record(
             &mut tx,
@@ -183,15 +197,30 @@ impl App {
 
     /// The chain of authorities above a school: its supervising authority, the city level (unless
     /// it is a grouping row like 市辖区), and the province.
-    pub(crate) async fn authority_line(&self, school_code: &str, region: &str, authority: &str) -> AppResult<AuthorityLine> {
+    pub(crate) async fn authority_line(
+        &self,
+        school_code: &str,
+        region: &str,
+        authority: &str,
+    ) -> AppResult<AuthorityLine> {
         let r = RegionCode::parse(region)?;
         let city = r.city();
         let city_row = self.region(city.as_str()).await?;
-        let grouping = |n: &str| matches!(n, "市辖区" | "县" | "省直辖县级行政区划" | "自治区直辖县级行政区划");
+        let grouping = |n: &str| {
+            matches!(
+                n,
+                "市辖区" | "县" | "省直辖县级行政区划" | "自治区直辖县级行政区划"
+            )
+        };
         let city = match city_row {
             Some(c) if c.level == "city" && !grouping(&c.name) => Some(c.code),
             _ => None,
         };
-        Ok(AuthorityLine { school: school_code.into(), authority: authority.into(), city, province: r.province().as_str().into() })
+        Ok(AuthorityLine {
+            school: school_code.into(),
+            authority: authority.into(),
+            city,
+            province: r.province().as_str().into(),
+        })
     }
 }

@@ -144,12 +144,20 @@ impl App {
         };
         let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
             Some(k @ ("cross_province" | "intra_province")) => Some(k.to_string()),
-            Some(_) => return Err(Error::validation("kind", "类型应为 cross_province 或 intra_province").into()),
+            Some(_) => {
+                return Err(
+                    Error::validation("kind", "类型应为 cross_province 或 intra_province").into(),
+                );
+            }
             None => None,
         };
         let today = self.clock.today();
         let school_year_start = {
-            let y = if chrono::Datelike::month(&today) >= 9 { chrono::Datelike::year(&today) } else { chrono::Datelike::year(&today) - 1 };
+            let y = if chrono::Datelike::month(&today) >= 9 {
+                chrono::Datelike::year(&today)
+            } else {
+                chrono::Datelike::year(&today) - 1
+            };
             NaiveDate::from_ymd_opt(y, 9, 1).expect("date")
         };
         let from = q.from.unwrap_or(school_year_start);
@@ -159,8 +167,17 @@ impl App {
         }
         let cst = FixedOffset::east_opt(8 * 3600).expect("offset");
         let from_ts = from.and_hms_opt(0, 0, 0).expect("time").and_utc() - Duration::hours(8);
-        let to_ts = to.succ_opt().unwrap_or(to).and_hms_opt(0, 0, 0).expect("time").and_utc() - Duration::hours(8);
-        let (lo, hi) = region.as_ref().map(|r| r.subtree_range()).unwrap_or(("000000".into(), "999999".into()));
+        let to_ts = to
+            .succ_opt()
+            .unwrap_or(to)
+            .and_hms_opt(0, 0, 0)
+            .expect("time")
+            .and_utc()
+            - Duration::hours(8);
+        let (lo, hi) = region
+            .as_ref()
+            .map(|r| r.subtree_range())
+            .unwrap_or(("000000".into(), "999999".into()));
 
         let rows: Vec<(i64, String, String, String, String)> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT id, kind, status, from_region, to_region FROM transfers \
@@ -190,8 +207,17 @@ impl App {
         }
         let mut by_region = vec![];
         for (code, (i, o)) in per {
-            let name = self.region(&code).await?.map(|r| r.name).unwrap_or_else(|| code.clone());
-            by_region.push(RegionStats { code, name, transfers_in: i, transfers_out: o });
+            let name = self
+                .region(&code)
+                .await?
+                .map(|r| r.name)
+                .unwrap_or_else(|| code.clone());
+            by_region.push(RegionStats {
+                code,
+                name,
+                transfers_in: i,
+                transfers_out: o,
+            });
         }
 
         // Decided steps of these transfers whose party lies in the region.
@@ -222,13 +248,19 @@ impl App {
             if s.decision == "reject" {
                 let o = s.opinion.clone().unwrap_or_default();
                 let o = o.trim();
-                let key: String = if o.is_empty() { "（未填写）".into() } else { o.chars().take(60).collect() };
+                let key: String = if o.is_empty() {
+                    "（未填写）".into()
+                } else {
+                    o.chars().take(60).collect()
+                };
                 *reasons.entry(key).or_default() += 1;
             }
             let Some(began) = s.began_on else { continue };
             let decided = s.decided_at.with_timezone(&cst).date_naive();
             // Counting the first day, as deadlines do: decided the day it began = 1 working day.
-            let days = cal.working_days_between(began.pred_opt().unwrap_or(began), decided).max(1);
+            let days = cal
+                .working_days_between(began.pred_opt().unwrap_or(began), decided)
+                .max(1);
             by_step.entry(s.code.clone()).or_default().push(days);
             if s.party_kind == "authority" {
                 by_auth.entry(s.party_code.clone()).or_default().push(days);
@@ -245,7 +277,10 @@ impl App {
                 label,
             }
         };
-        let by_step = by_step.into_iter().map(|(k, v)| summarise(k.clone(), step_label(&k).into(), v)).collect();
+        let by_step = by_step
+            .into_iter()
+            .map(|(k, v)| summarise(k.clone(), step_label(&k).into(), v))
+            .collect();
         let mut by_authority = vec![];
         for (k, v) in by_auth {
             let name: Option<String> = on_pool!(self.db.read(), p => sqlx::query_scalar(
@@ -253,11 +288,18 @@ impl App {
             ).bind(&k).fetch_optional(p).await)?;
             by_authority.push(summarise(k.clone(), name.unwrap_or(k), v));
         }
-        let mut refusal_reasons: Vec<ReasonCount> = reasons.into_iter().map(|(opinion, count)| ReasonCount { opinion, count }).collect();
+        let mut refusal_reasons: Vec<ReasonCount> = reasons
+            .into_iter()
+            .map(|(opinion, count)| ReasonCount { opinion, count })
+            .collect();
         refusal_reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.opinion.cmp(&b.opinion)));
         refusal_reasons.truncate(20);
         let region_name = match &region {
-            Some(r) => self.region(r.as_str()).await?.map(|x| x.name).unwrap_or_default(),
+            Some(r) => self
+                .region(r.as_str())
+                .await?
+                .map(|x| x.name)
+                .unwrap_or_default(),
             None => "全国".into(),
         };
         Ok(Stats {
@@ -275,7 +317,11 @@ impl App {
     }
 
     /// The statistics as an .xlsx workbook (one sheet per table), audited.
-    pub async fn export_statistics(&self, user: &CurrentUser, q: &StatsQuery) -> AppResult<Vec<u8>> {
+    pub async fn export_statistics(
+        &self,
+        user: &CurrentUser,
+        q: &StatsQuery,
+    ) -> AppResult<Vec<u8>> {
         let stats = self.statistics(user, q).await?;
         let st = stats.clone();
         let bytes = tokio::task::spawn_blocking(move || statistics_xlsx(&st))
@@ -291,7 +337,9 @@ impl App {
                 entity_type: "statistics",
                 entity_id: stats.region.clone().unwrap_or_else(|| "national".into()),
                 before: None,
-                after: Some(serde_json::json!({ "from": stats.from, "to": stats.to, "kind": q.kind })),
+                after: Some(
+                    serde_json::json!({ "from": stats.from, "to": stats.to, "kind": q.kind }),
+                ),
             },
             None,
         )
@@ -310,10 +358,27 @@ pub fn statistics_xlsx(s: &Stats) -> AppResult<Vec<u8>> {
     let bold = Format::new().set_bold().set_background_color("#DDE6F2");
     let ws = wb.add_worksheet();
     ws.set_name("转入转出").map_err(xe)?;
-    let h = ["地区代码", "地区", "转入合计", "转入·跨省", "转入·省内", "转入·同意", "转入·不同意", "转入·撤销", "转入·办理中",
-        "转出合计", "转出·跨省", "转出·省内", "转出·同意", "转出·不同意", "转出·撤销", "转出·办理中"];
+    let h = [
+        "地区代码",
+        "地区",
+        "转入合计",
+        "转入·跨省",
+        "转入·省内",
+        "转入·同意",
+        "转入·不同意",
+        "转入·撤销",
+        "转入·办理中",
+        "转出合计",
+        "转出·跨省",
+        "转出·省内",
+        "转出·同意",
+        "转出·不同意",
+        "转出·撤销",
+        "转出·办理中",
+    ];
     for (c, t) in h.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, *t, &bold).map_err(xe)?;
+        ws.write_string_with_format(0, c as u16, *t, &bold)
+            .map_err(xe)?;
     }
     for (i, r) in s.by_region.iter().enumerate() {
         let row = i as u32 + 1;
@@ -321,16 +386,39 @@ pub fn statistics_xlsx(s: &Stats) -> AppResult<Vec<u8>> {
         ws.write_string(row, 1, &r.name).map_err(xe)?;
         for (j, o) in [&r.transfers_in, &r.transfers_out].iter().enumerate() {
             let base = 2 + j as u16 * 7;
-            for (k, v) in [o.total, o.cross_province, o.intra_province, o.approved, o.rejected, o.withdrawn, o.in_progress].iter().enumerate() {
-                ws.write_number(row, base + k as u16, *v as f64).map_err(xe)?;
+            for (k, v) in [
+                o.total,
+                o.cross_province,
+                o.intra_province,
+                o.approved,
+                o.rejected,
+                o.withdrawn,
+                o.in_progress,
+            ]
+            .iter()
+            .enumerate()
+            {
+                ws.write_number(row, base + k as u16, *v as f64)
+                    .map_err(xe)?;
             }
         }
     }
     for (name, rows) in [("各环节用时", &s.by_step), ("各部门用时", &s.by_authority)] {
         let ws = wb.add_worksheet();
         ws.set_name(name).map_err(xe)?;
-        for (c, t) in ["代码", "名称", "已办件数", "中位数（工作日）", "90%分位（工作日）", "最长（工作日）"].iter().enumerate() {
-            ws.write_string_with_format(0, c as u16, *t, &bold).map_err(xe)?;
+        for (c, t) in [
+            "代码",
+            "名称",
+            "已办件数",
+            "中位数（工作日）",
+            "90%分位（工作日）",
+            "最长（工作日）",
+        ]
+        .iter()
+        .enumerate()
+        {
+            ws.write_string_with_format(0, c as u16, *t, &bold)
+                .map_err(xe)?;
         }
         for (i, r) in rows.iter().enumerate() {
             let row = i as u32 + 1;
@@ -344,11 +432,14 @@ pub fn statistics_xlsx(s: &Stats) -> AppResult<Vec<u8>> {
     }
     let ws = wb.add_worksheet();
     ws.set_name("不同意理由").map_err(xe)?;
-    ws.write_string_with_format(0, 0, "审核意见", &bold).map_err(xe)?;
-    ws.write_string_with_format(0, 1, "次数", &bold).map_err(xe)?;
+    ws.write_string_with_format(0, 0, "审核意见", &bold)
+        .map_err(xe)?;
+    ws.write_string_with_format(0, 1, "次数", &bold)
+        .map_err(xe)?;
     for (i, r) in s.refusal_reasons.iter().enumerate() {
         ws.write_string(i as u32 + 1, 0, &r.opinion).map_err(xe)?;
-        ws.write_number(i as u32 + 1, 1, r.count as f64).map_err(xe)?;
+        ws.write_number(i as u32 + 1, 1, r.count as f64)
+            .map_err(xe)?;
     }
     wb.save_to_buffer().map_err(xe)
 }

@@ -27,7 +27,11 @@ pub fn backends() -> Vec<Backend> {
 
 /// The fixed time tests run at: Monday 2 November 2026, 09:00 in Beijing.
 pub fn test_clock() -> Clock {
-    Clock::fixed(Utc.with_ymd_and_hms(2026, 11, 2, 1, 0, 0).single().expect("time"))
+    Clock::fixed(
+        Utc.with_ymd_and_hms(2026, 11, 2, 1, 0, 0)
+            .single()
+            .expect("time"),
+    )
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -35,7 +39,11 @@ static SQLITE_TEMPLATE: OnceCell<std::path::PathBuf> = OnceCell::const_new();
 static PG_TEMPLATE: OnceCell<String> = OnceCell::const_new();
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn scratch_dir() -> std::path::PathBuf {
@@ -51,15 +59,23 @@ fn pg_url_with_db(base: &str, db: &str) -> String {
         None => (base, String::new()),
     };
     let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = head[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(head.len());
+    let host_end = head[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(head.len());
     format!("{}/{db}{query}", &head[..host_end])
 }
 
 async fn pg_admin_exec(sql: &str) {
     use sqlx::Connection;
     let base = std::env::var(PG_ENV).expect("PostgreSQL test URL");
-    let mut c = sqlx::PgConnection::connect(&base).await.expect("connect to the PostgreSQL test server");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("admin statement");
+    let mut c = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the PostgreSQL test server");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .expect("admin statement");
     let _ = c.close().await;
 }
 
@@ -68,7 +84,9 @@ pub async fn empty_db(backend: Backend) -> Db {
     match backend {
         Backend::Sqlite => {
             let path = scratch_dir().join(format!("{}.db", unique("empty")));
-            let db = Db::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
+            let db = Db::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("sqlite");
             db.migrate().await.expect("migrate");
             db
         }
@@ -76,7 +94,9 @@ pub async fn empty_db(backend: Backend) -> Db {
             let name = unique("xueji_empty");
             pg_admin_exec(&format!("CREATE DATABASE {name}")).await;
             let base = std::env::var(PG_ENV).expect("url");
-            let db = Db::connect(&pg_url_with_db(&base, &name)).await.expect("postgres");
+            let db = Db::connect(&pg_url_with_db(&base, &name))
+                .await
+                .expect("postgres");
             db.migrate().await.expect("migrate");
             db
         }
@@ -107,7 +127,9 @@ pub async fn demo_app_with_clock(backend: Backend, clock: Clock) -> App {
                 .await;
             let path = scratch_dir().join(format!("{}.db", unique("demo")));
             std::fs::copy(template, &path).expect("copy template");
-            Db::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite")
+            Db::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("sqlite")
         }
         Backend::Postgres => {
             let template = PG_TEMPLATE
@@ -115,7 +137,9 @@ pub async fn demo_app_with_clock(backend: Backend, clock: Clock) -> App {
                     let name = unique("xueji_template");
                     pg_admin_exec(&format!("CREATE DATABASE {name}")).await;
                     let base = std::env::var(PG_ENV).expect("url");
-                    let db = Db::connect(&pg_url_with_db(&base, &name)).await.expect("postgres");
+                    let db = Db::connect(&pg_url_with_db(&base, &name))
+                        .await
+                        .expect("postgres");
                     db.migrate().await.expect("migrate");
                     let app = App::new(db.clone(), test_clock()).await.expect("app");
                     app.seed_demo().await.expect("seed");
@@ -126,7 +150,9 @@ pub async fn demo_app_with_clock(backend: Backend, clock: Clock) -> App {
             let name = unique("xueji_demo");
             pg_admin_exec(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
             let base = std::env::var(PG_ENV).expect("url");
-            Db::connect(&pg_url_with_db(&base, &name)).await.expect("postgres")
+            Db::connect(&pg_url_with_db(&base, &name))
+                .await
+                .expect("postgres")
         }
     };
     db.migrate().await.expect("migrate");

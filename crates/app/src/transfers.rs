@@ -10,8 +10,8 @@
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use xueji_domain::access::{Actor, OrgRef, Role};
-use xueji_domain::policy::{FilingFacts, OverdueAction};
 use xueji_domain::ids::{Grade, RegionCode, StudentRef};
+use xueji_domain::policy::{FilingFacts, OverdueAction};
 use xueji_domain::transfer::{
     self as machine, Action, Notice, Side, StepRole, StepSpec, TransferKind, TransferState,
     TransferStatus, Transition,
@@ -292,7 +292,11 @@ fn role_str(r: StepRole) -> &'static str {
 impl StepRow {
     pub(crate) fn spec(&self) -> StepSpec {
         StepSpec {
-            side: if self.side == "in" { Side::In } else { Side::Out },
+            side: if self.side == "in" {
+                Side::In
+            } else {
+                Side::Out
+            },
             party: if self.party_kind == "school" {
                 OrgRef::School(self.party_code.clone())
             } else {
@@ -322,10 +326,17 @@ fn notice_text(notice: Notice, kind: TransferKind, t: &NoticeCtx) -> String {
             None => format!("{k}：{who}的转学申请待贵单位审核。"),
         },
         Notice::StepApproved => format!("{k}：{who}的转学申请已通过{}审核。", t.step_label),
-        Notice::Approved => format!("{k}：{who}的转学申请已完成四方核办，请通知学生到转入学校报到并办理调档。"),
-        Notice::Rejected => format!("{k}：{who}的转学申请未获同意（{}），流程已终止。", t.step_label),
+        Notice::Approved => {
+            format!("{k}：{who}的转学申请已完成四方核办，请通知学生到转入学校报到并办理调档。")
+        }
+        Notice::Rejected => format!(
+            "{k}：{who}的转学申请未获同意（{}），流程已终止。",
+            t.step_label
+        ),
         Notice::Withdrawn => format!("{k}：{who}的转学申请已由转入学校撤销。"),
-        Notice::FilePulled => format!("{k}：转入学校已调取{who}的电子学籍档案，请按约定寄送纸质学籍档案。"),
+        Notice::FilePulled => {
+            format!("{k}：转入学校已调取{who}的电子学籍档案，请按约定寄送纸质学籍档案。")
+        }
         Notice::PaperSent => format!("{k}：转出学校已寄出{who}的纸质学籍档案，请注意接收。"),
         Notice::PaperReceived => format!("{k}：转入学校已接收{who}的纸质学籍档案，转学办理完毕。"),
     }
@@ -352,7 +363,9 @@ fn new_query_code() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
     let mut rng = rand::rng();
-    (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..10)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 struct NoticeCtx {
@@ -387,8 +400,7 @@ pub struct TransferFilter {
 impl App {
     pub(crate) async fn load(&self, id: i64) -> AppResult<Option<(TransferRow, Vec<StepRow>)>> {
         let sql = format!("{TRANSFER_SELECT} WHERE t.id = $1");
-        let row: Option<TransferRow> =
-            on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
+        let row: Option<TransferRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
         let Some(row) = row else { return Ok(None) };
         let steps: Vec<StepRow> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
@@ -411,7 +423,9 @@ impl App {
             Scope::Region(r) => {
                 r.contains(&t.from_region)
                     || r.contains(&t.to_region)
-                    || steps.iter().any(|s| s.party_kind == "authority" && s.party_code == r.as_str())
+                    || steps
+                        .iter()
+                        .any(|s| s.party_kind == "authority" && s.party_code == r.as_str())
             }
         }
     }
@@ -427,7 +441,13 @@ impl App {
         }
     }
 
-    fn detail_of(&self, user: &CurrentUser, t: TransferRow, steps: Vec<StepRow>, evidence: Vec<EvidenceOut>) -> TransferDetail {
+    fn detail_of(
+        &self,
+        user: &CurrentUser,
+        t: TransferRow,
+        steps: Vec<StepRow>,
+        evidence: Vec<EvidenceOut>,
+    ) -> TransferDetail {
         let receiving = matches!(&user.org, OrgRef::School(c) if *c == t.to_school);
         let cal = self.calendar();
         let today = self.clock.today();
@@ -444,7 +464,11 @@ impl App {
                 } else if idx == current && status.is_review() {
                     "waiting"
                 } else if status.is_review() || idx > current {
-                    if status.is_review() { "pending" } else { "skipped" }
+                    if status.is_review() {
+                        "pending"
+                    } else {
+                        "skipped"
+                    }
                 } else {
                     "skipped"
                 };
@@ -533,13 +557,23 @@ impl App {
         ).bind(id).fetch_all(p).await)?;
         let evidence = evidence
             .into_iter()
-            .map(|(id, filename, content_type, size)| EvidenceOut { id, filename, content_type, size })
+            .map(|(id, filename, content_type, size)| EvidenceOut {
+                id,
+                filename,
+                content_type,
+                size,
+            })
             .collect();
         Ok(self.detail_of(user, t, steps, evidence))
     }
 
     /// An evidence file of a transfer the caller may see: (filename, content type, bytes).
-    pub async fn transfer_evidence(&self, user: &CurrentUser, id: i64, evidence_id: i64) -> AppResult<(String, String, Vec<u8>)> {
+    pub async fn transfer_evidence(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        evidence_id: i64,
+    ) -> AppResult<(String, String, Vec<u8>)> {
         self.transfer(user, id).await?;
         let row: Option<(String, String, Vec<u8>)> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT filename, content_type, data FROM transfer_evidence WHERE id = $1 AND transfer_id = $2"
@@ -548,7 +582,12 @@ impl App {
     }
 
     /// Files a transfer application (转学申请) for the caller's school.
-    pub async fn file_transfer(&self, user: &CurrentUser, req: &NewTransfer, evidence: Vec<Evidence>) -> AppResult<TransferDetail> {
+    pub async fn file_transfer(
+        &self,
+        user: &CurrentUser,
+        req: &NewTransfer,
+        evidence: Vec<Evidence>,
+    ) -> AppResult<TransferDetail> {
         let OrgRef::School(to_code) = &user.org else {
             return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
         };
@@ -557,10 +596,17 @@ impl App {
         }
         // Validate every field before looking anything up.
         let province = RegionCode::parse(&req.from_province).map_err(|_| {
-            Error::validation("from_province", "转出省份应为6位省级行政区划代码，如 410000")
+            Error::validation(
+                "from_province",
+                "转出省份应为6位省级行政区划代码，如 410000",
+            )
         })?;
         if province.province() != province {
-            return Err(Error::validation("from_province", "转出省份应为省级代码（末四位为0000），如 410000").into());
+            return Err(Error::validation(
+                "from_province",
+                "转出省份应为省级代码（末四位为0000），如 410000",
+            )
+            .into());
         }
         let name = req.student_name.trim();
         if name.is_empty() || name.chars().count() > 50 {
@@ -570,21 +616,35 @@ impl App {
         let grade = Grade::parse(&req.to_grade).map_err(|e| e.at("to_grade"))?;
         let reason = req.reason.trim();
         if reason.is_empty() {
-            return Err(Error::new(ErrorCode::ReasonRequired, "请填写转学理由").at("reason").into());
+            return Err(Error::new(ErrorCode::ReasonRequired, "请填写转学理由")
+                .at("reason")
+                .into());
         }
         if reason.chars().count() > 500 {
             return Err(Error::validation("reason", "转学理由不超过500字").into());
         }
         if evidence.len() > MAX_EVIDENCE_FILES {
-            return Err(Error::validation("evidence", format!("佐证材料最多{MAX_EVIDENCE_FILES}个文件")).into());
+            return Err(Error::validation(
+                "evidence",
+                format!("佐证材料最多{MAX_EVIDENCE_FILES}个文件"),
+            )
+            .into());
         }
         let mut files = vec![];
         for f in evidence.into_iter().filter(|f| !f.bytes.is_empty()) {
             if f.bytes.len() > MAX_EVIDENCE_BYTES {
-                return Err(Error::validation("evidence", format!("材料“{}”超过2MB，请压缩后上传", f.filename)).into());
+                return Err(Error::validation(
+                    "evidence",
+                    format!("材料“{}”超过2MB，请压缩后上传", f.filename),
+                )
+                .into());
             }
             let Some(ct) = evidence_type(&f.bytes) else {
-                return Err(Error::validation("evidence", format!("材料“{}”不是JPG、PNG或PDF文件", f.filename)).into());
+                return Err(Error::validation(
+                    "evidence",
+                    format!("材料“{}”不是JPG、PNG或PDF文件", f.filename),
+                )
+                .into());
             };
             files.push((f, ct));
         }
@@ -599,22 +659,31 @@ impl App {
             .await?
             .ok_or_else(|| Error::not_found("本校"))?;
         if !to_school.grades.contains(&grade.code()) {
-            return Err(Error::validation("to_grade", format!("本校不设{}", grade.label_zh())).into());
+            return Err(
+                Error::validation("to_grade", format!("本校不设{}", grade.label_zh())).into(),
+            );
         }
         let class: Option<(String, i64, i64)> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT c.grade, c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) \
              FROM classes c WHERE c.id = $1 AND c.school_id = $2"
         ).bind(req.to_class_id).bind(to_school.id).fetch_optional(p).await)?;
         let Some((class_grade, capacity, enrolled)) = class else {
-            return Err(Error::validation("to_class_id", "转入班级不是本校的班级，请重新选择").into());
+            return Err(
+                Error::validation("to_class_id", "转入班级不是本校的班级，请重新选择").into(),
+            );
         };
         if class_grade != grade.code() {
-            return Err(Error::validation("to_class_id", "转入班级与转入年级不一致，请重新选择").into());
+            return Err(
+                Error::validation("to_class_id", "转入班级与转入年级不一致，请重新选择").into(),
+            );
         }
         if enrolled >= capacity {
-            return Err(Error::new(ErrorCode::ClassFull, format!("转入班级已满（{enrolled}/{capacity}人），请选择其他班级"))
-                .at("to_class_id")
-                .into());
+            return Err(Error::new(
+                ErrorCode::ClassFull,
+                format!("转入班级已满（{enrolled}/{capacity}人），请选择其他班级"),
+            )
+            .at("to_class_id")
+            .into());
         }
         // Find the student in the sending province by the exact reference only.
         let (lo, hi) = province.subtree_range();
@@ -633,7 +702,9 @@ impl App {
                     FROM students s LEFT JOIN schools sc ON sc.id = s.school_id WHERE s.region_code >= $1 AND s.region_code < $2 AND ";
         let found: Option<Found> = match &student_ref {
             StudentRef::StudentNo(no) => {
-                let sql = format!("{base} s.id = (SELECT student_id FROM student_numbers WHERE student_no = $3)");
+                let sql = format!(
+                    "{base} s.id = (SELECT student_id FROM student_numbers WHERE student_no = $3)"
+                );
                 on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&lo).bind(&hi).bind(no.as_str()).fetch_optional(p).await)?
             }
             StudentRef::IdNumber(id) => {
@@ -652,12 +723,21 @@ impl App {
             )
             .at("student_ref")
         };
-        let Some(st) = found else { return Err(not_found().into()) };
-        let (Some(from_school_id), Some(from_code), Some(from_grade)) = (st.school_id, st.school_code.clone(), st.grade.clone()) else {
+        let Some(st) = found else {
+            return Err(not_found().into());
+        };
+        let (Some(from_school_id), Some(from_code), Some(from_grade)) =
+            (st.school_id, st.school_code.clone(), st.grade.clone())
+        else {
             return Err(not_found().into());
         };
         if st.name != name {
-            return Err(Error::new(ErrorCode::NameMismatch, "学生姓名与学籍信息不一致，请核对后重新填写").at("student_name").into());
+            return Err(Error::new(
+                ErrorCode::NameMismatch,
+                "学生姓名与学籍信息不一致，请核对后重新填写",
+            )
+            .at("student_name")
+            .into());
         }
         if !matches!(st.status.as_str(), "enrolled" | "suspended") {
             return Err(not_found().into());
@@ -665,7 +745,10 @@ impl App {
         if from_school_id == to_school.id {
             return Err(Error::validation("student_ref", "该学生已在本校就读，无需转学").into());
         }
-        let from_school = self.school_unscoped(&from_code).await?.ok_or_else(not_found)?;
+        let from_school = self
+            .school_unscoped(&from_code)
+            .await?
+            .ok_or_else(not_found)?;
         let kind = TransferKind::between(&from_school.region, &to_school.region);
         let now = self.clock.now();
         let today = self.clock.today();
@@ -684,11 +767,24 @@ impl App {
             evidence_files: files.len() as u32,
         };
         to_policy.check_filing(Side::In, &self.province_name(&to_province).await?, &facts)?;
-        from_policy.check_filing(Side::Out, &self.province_name(&from_province).await?, &facts)?;
-        let to_line = self.authority_line(&to_school.code, &to_school.region, &to_school.authority).await?;
-        let from_line = self.authority_line(&from_school.code, &from_school.region, &from_school.authority).await?;
+        from_policy.check_filing(
+            Side::Out,
+            &self.province_name(&from_province).await?,
+            &facts,
+        )?;
+        let to_line = self
+            .authority_line(&to_school.code, &to_school.region, &to_school.authority)
+            .await?;
+        let from_line = self
+            .authority_line(
+                &from_school.code,
+                &from_school.region,
+                &from_school.authority,
+            )
+            .await?;
         let chain = xueji_domain::policy::chain(&to_line, &to_policy, &from_line, &from_policy);
-        let (state, notices) = machine::new_transfer(chain, user.id, &from_school.code, &to_school.code);
+        let (state, notices) =
+            machine::new_transfer(chain, user.id, &from_school.code, &to_school.code);
         let due = self.calendar().due_date(today, to_policy.deadline_days);
         let query_code = new_query_code();
 
@@ -725,8 +821,16 @@ impl App {
         }
         for (idx, step) in state.chain.iter().enumerate() {
             let (kind_s, code) = crate::notifications::org_key(&step.party);
-            let (began, due_on) = if idx == 0 { (Some(today), Some(due)) } else { (None, None) };
-            let side_policy = if step.side == Side::In { &to_policy } else { &from_policy };
+            let (began, due_on) = if idx == 0 {
+                (Some(today), Some(due))
+            } else {
+                (None, None)
+            };
+            let side_policy = if step.side == Side::In {
+                &to_policy
+            } else {
+                &from_policy
+            };
             on_tx!(&mut tx, c => sqlx::query(
                 "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, due_date, \
                  deadline_days, overdue_action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -749,7 +853,15 @@ impl App {
             due: Some(due),
         };
         for (org, n) in notices {
-            notify(&mut tx, &org, n.as_str(), Some(id), &notice_text(n, kind, &ctx), now).await?;
+            notify(
+                &mut tx,
+                &org,
+                n.as_str(),
+                Some(id),
+                &notice_text(n, kind, &ctx),
+                now,
+            )
+            .await?;
         }
         audit::record(
             &mut tx,
@@ -775,13 +887,41 @@ impl App {
     }
 
     /// 审核: the current step's party approves or rejects (reject needs an opinion).
-    pub async fn review_transfer(&self, user: &CurrentUser, id: i64, approve: bool, opinion: &str) -> AppResult<TransferDetail> {
-        self.act(user, id, Action::Review { approve, opinion: opinion.trim().to_string() }, None).await
+    pub async fn review_transfer(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        approve: bool,
+        opinion: &str,
+    ) -> AppResult<TransferDetail> {
+        self.act(
+            user,
+            id,
+            Action::Review {
+                approve,
+                opinion: opinion.trim().to_string(),
+            },
+            None,
+        )
+        .await
     }
 
     /// 撤销 by the receiving school before approval ends.
-    pub async fn withdraw_transfer(&self, user: &CurrentUser, id: i64, reason: &str) -> AppResult<TransferDetail> {
-        self.act(user, id, Action::Withdraw { reason: reason.trim().to_string() }, None).await
+    pub async fn withdraw_transfer(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        reason: &str,
+    ) -> AppResult<TransferDetail> {
+        self.act(
+            user,
+            id,
+            Action::Withdraw {
+                reason: reason.trim().to_string(),
+            },
+            None,
+        )
+        .await
     }
 
     /// 调档: after every approval, the receiving school pulls the electronic file.
@@ -790,17 +930,37 @@ impl App {
     }
 
     /// 纸质档案: `sent` by the sending school (with the method), `received` by the receiving school.
-    pub async fn paper_file(&self, user: &CurrentUser, id: i64, sent: bool, method: Option<&str>, note: &str) -> AppResult<TransferDetail> {
+    pub async fn paper_file(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        sent: bool,
+        method: Option<&str>,
+        note: &str,
+    ) -> AppResult<TransferDetail> {
         let note = note.trim().to_string();
         if note.chars().count() > 500 {
             return Err(Error::validation("note", "备注不超过500字").into());
         }
-        let action = if sent { Action::PaperSent { note } } else { Action::PaperReceived { note } };
-        let method = method.map(str::trim).filter(|m| !m.is_empty()).map(str::to_string);
+        let action = if sent {
+            Action::PaperSent { note }
+        } else {
+            Action::PaperReceived { note }
+        };
+        let method = method
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
         self.act(user, id, action, method).await
     }
 
-    async fn act(&self, user: &CurrentUser, id: i64, action: Action, method: Option<String>) -> AppResult<TransferDetail> {
+    async fn act(
+        &self,
+        user: &CurrentUser,
+        id: i64,
+        action: Action,
+        method: Option<String>,
+    ) -> AppResult<TransferDetail> {
         let Some((t, steps)) = self.load(id).await? else {
             return Err(Error::not_found("该转学申请").into());
         };
@@ -821,7 +981,11 @@ impl App {
                 let spec = cur.spec();
                 actor = Actor {
                     user_id: user.id,
-                    role: if spec.role == StepRole::SchoolReview { Role::SchoolReviewer } else { Role::AuthorityAdmin },
+                    role: if spec.role == StepRole::SchoolReview {
+                        Role::SchoolReviewer
+                    } else {
+                        Role::AuthorityAdmin
+                    },
                     org: spec.party,
                 };
                 name = format!("{}（上级督办）", user.display_name);
@@ -832,12 +996,22 @@ impl App {
                 let acted = state.chain[..cur].iter().any(|s| s.party == user.org);
                 let acts_later = state.chain[cur..].iter().any(|s| s.party == user.org);
                 if acted && !acts_later {
-                    return Err(Error::new(ErrorCode::Conflict, "本单位已审核过该申请，申请已转至下一环节，请刷新后查看").into());
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        "本单位已审核过该申请，申请已转至下一环节，请刷新后查看",
+                    )
+                    .into());
                 }
             }
         }
-        let who = Who { user_id: Some(user.id), name, audit: user.audit_actor(), auto: false };
-        self.apply_action(&t, &steps, &actor, &who, &action, method).await?;
+        let who = Who {
+            user_id: Some(user.id),
+            name,
+            audit: user.audit_actor(),
+            auto: false,
+        };
+        self.apply_action(&t, &steps, &actor, &who, &action, method)
+            .await?;
         self.transfer(user, id).await
     }
 
@@ -874,7 +1048,11 @@ impl App {
         match action {
             Action::Review { approve, opinion } => {
                 let idx = tr.decided_step.unwrap_or(state.current_step);
-                step_label = state.chain.get(idx).map(|s| s.party_label_zh().to_string()).unwrap_or_default();
+                step_label = state
+                    .chain
+                    .get(idx)
+                    .map(|s| s.party_label_zh().to_string())
+                    .unwrap_or_default();
                 on_tx!(&mut tx, c => sqlx::query(
                     "UPDATE transfer_steps SET decision = $1, opinion = $2, actor_user_id = $3, actor_name = $4, decided_at = $5, \
                      auto_decided = $6 WHERE transfer_id = $7 AND idx = $8 AND decision IS NULL"
@@ -882,7 +1060,10 @@ impl App {
                 .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto).bind(id).bind(idx as i64)
                 .execute(&mut *c).await.map(|r| r.rows_affected()))?;
                 if *approve && tr.to.is_review() {
-                    let days = steps.get(tr.current_step).map(|s| s.deadline_days).unwrap_or(i64::from(STEP_DEADLINE_DAYS));
+                    let days = steps
+                        .get(tr.current_step)
+                        .map(|s| s.deadline_days)
+                        .unwrap_or(i64::from(STEP_DEADLINE_DAYS));
                     let due = cal.due_date(today, days.clamp(1, 60) as u32);
                     next_due = Some(due);
                     on_tx!(&mut tx, c => sqlx::query(
@@ -931,7 +1112,15 @@ impl App {
             due: next_due,
         };
         for (org, n) in &tr.notify {
-            notify(&mut tx, org, n.as_str(), Some(id), &notice_text(*n, kind, &ctx), now).await?;
+            notify(
+                &mut tx,
+                org,
+                n.as_str(),
+                Some(id),
+                &notice_text(*n, kind, &ctx),
+                now,
+            )
+            .await?;
         }
         let action_name = match action {
             Action::Review { approve: true, .. } if who.auto => "transfer.auto_approve",
@@ -943,11 +1132,15 @@ impl App {
             Action::PaperReceived { .. } => "transfer.paper_received",
         };
         let detail = match action {
-            Action::Review { opinion, .. } => serde_json::json!({ "step": tr.decided_step, "opinion": opinion, "as": who.name }),
+            Action::Review { opinion, .. } => {
+                serde_json::json!({ "step": tr.decided_step, "opinion": opinion, "as": who.name })
+            }
             Action::Withdraw { reason } => serde_json::json!({ "reason": reason }),
             Action::PaperSent { note } => serde_json::json!({ "method": method, "note": note }),
             Action::PaperReceived { note } => serde_json::json!({ "note": note }),
-            Action::PullFile => serde_json::json!({ "to_school": t.to_school, "to_class_id": t.to_class_id }),
+            Action::PullFile => {
+                serde_json::json!({ "to_school": t.to_school, "to_class_id": t.to_class_id })
+            }
         };
         audit::record(
             &mut tx,
@@ -968,7 +1161,12 @@ impl App {
 
     /// 调档 in the open transaction: the enrollment, the archive custody and the scoping region
     /// move to the receiving school; the sending school keeps its enrollment row as 已转出.
-    async fn move_enrollment(&self, tx: &mut Tx, t: &TransferRow, now: DateTime<Utc>) -> AppResult<()> {
+    async fn move_enrollment(
+        &self,
+        tx: &mut Tx,
+        t: &TransferRow,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
         let (capacity, enrolled): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
             "SELECT c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) FROM classes c WHERE c.id = $1"
         ).bind(t.to_class_id).fetch_one(&mut *c).await)?;
@@ -1003,7 +1201,12 @@ impl App {
 
     /// The transfers the caller's organisation takes part in (authorities: those of the schools in
     /// their region), filtered; `todo` keeps those waiting for the caller.
-    pub async fn transfers(&self, user: &CurrentUser, f: &TransferFilter, page: Page) -> AppResult<Paged<TransferSummary>> {
+    pub async fn transfers(
+        &self,
+        user: &CurrentUser,
+        f: &TransferFilter,
+        page: Page,
+    ) -> AppResult<Paged<TransferSummary>> {
         let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Some(
                 TransferStatus::parse(s)
@@ -1013,7 +1216,13 @@ impl App {
             None => None,
         };
         let kind = match f.kind.as_deref().filter(|s| !s.is_empty()) {
-            Some(k) => Some(TransferKind::parse(k).ok_or_else(|| Error::validation("kind", "类型应为 cross_province 或 intra_province"))?.as_str()),
+            Some(k) => Some(
+                TransferKind::parse(k)
+                    .ok_or_else(|| {
+                        Error::validation("kind", "类型应为 cross_province 或 intra_province")
+                    })?
+                    .as_str(),
+            ),
             None => None,
         };
         let direction = match f.direction.as_deref().filter(|s| !s.is_empty()) {
@@ -1040,10 +1249,21 @@ impl App {
         };
         let todo = f.todo.unwrap_or(false);
         let today = self.clock.today();
-        let q = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_uppercase);
+        let q =
+            f.q.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_uppercase);
         let q_prefix = q.as_ref().map(|q| format!("{q}%"));
-        let from_ts = f.from_date.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc() - chrono::Duration::hours(8));
-        let to_ts = f.to_date.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc() - chrono::Duration::hours(8));
+        let from_ts = f
+            .from_date
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc() - chrono::Duration::hours(8));
+        let to_ts = f
+            .to_date
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc() - chrono::Duration::hours(8));
         let where_ = "WHERE (($1 IS NOT NULL AND (t.to_school_id = $1 OR t.from_school_id = $1)) \
               OR ($1 IS NULL AND ((t.to_region >= $2 AND t.to_region < $3) OR (t.from_region >= $2 AND t.from_region < $3)))) \
             AND ($4 IS NULL OR t.status = $4) AND ($5 IS NULL OR t.kind = $5) \
@@ -1070,9 +1290,24 @@ impl App {
         );
         macro_rules! binds {
             ($q:expr) => {
-                $q.bind(school_id).bind(&lo).bind(&hi).bind(status).bind(kind).bind(&q).bind(&q_prefix)
-                    .bind(from_ts).bind(to_ts).bind(f.overdue.unwrap_or(false)).bind(today).bind(direction)
-                    .bind(todo).bind(can_review).bind(org_kind).bind(&org_code).bind(is_school).bind(&my_school)
+                $q.bind(school_id)
+                    .bind(&lo)
+                    .bind(&hi)
+                    .bind(status)
+                    .bind(kind)
+                    .bind(&q)
+                    .bind(&q_prefix)
+                    .bind(from_ts)
+                    .bind(to_ts)
+                    .bind(f.overdue.unwrap_or(false))
+                    .bind(today)
+                    .bind(direction)
+                    .bind(todo)
+                    .bind(can_review)
+                    .bind(org_kind)
+                    .bind(&org_code)
+                    .bind(is_school)
+                    .bind(&my_school)
             };
         }
         let total: i64 = on_pool!(self.db.read(), p => binds!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))).fetch_one(p).await)?;
@@ -1105,7 +1340,11 @@ impl App {
                 let st = status_of(&r.status);
                 let waiting = st.is_review() && r.step_decision.is_none();
                 let spec = (waiting && r.step_side.is_some()).then(|| StepSpec {
-                    side: if r.step_side.as_deref() == Some("in") { Side::In } else { Side::Out },
+                    side: if r.step_side.as_deref() == Some("in") {
+                        Side::In
+                    } else {
+                        Side::Out
+                    },
                     party: OrgRef::National,
                     role: match r.step_role.as_deref() {
                         Some("school_review") => StepRole::SchoolReview,
@@ -1116,7 +1355,9 @@ impl App {
                 });
                 let due = if waiting { r.step_due } else { None };
                 let overdue_days = due.map(|d| cal.overdue_working_days(d, today)).unwrap_or(0);
-                let due_soon = due.is_some_and(|d| overdue_days == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
+                let due_soon = due.is_some_and(|d| {
+                    overdue_days == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS
+                });
                 TransferSummary {
                     id: r.id,
                     kind: r.kind,

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     Conflict,
     NotYourTurn,
     DuplicatePerson,
+    /// 疑似重复: same name, gender and birth date as an existing record, no document match;
+    /// registration needs an explicit confirmation.
+    SuspectedDuplicate,
     ClassFull,
     AccountLocked,
     TooManyRequests,
@@ -48,6 +51,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::NotYourTurn => "not_your_turn",
             Self::DuplicatePerson => "duplicate_person",
+            Self::SuspectedDuplicate => "suspected_duplicate",
             Self::ClassFull => "class_full",
             Self::AccountLocked => "account_locked",
             Self::TooManyRequests => "too_many_requests",
@@ -63,7 +67,10 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::NotYourTurn => 403,
             Self::NotFound => 404,
-            Self::TransferInProgress | Self::Conflict | Self::DuplicatePerson => 409,
+            Self::TransferInProgress
+            | Self::Conflict
+            | Self::DuplicatePerson
+            | Self::SuspectedDuplicate => 409,
             Self::AccountLocked | Self::TooManyRequests => 429,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -94,6 +101,7 @@ impl ErrorCode {
             Self::Conflict => "数据已被他人修改",
             Self::NotYourTurn => "尚未轮到本单位办理",
             Self::DuplicatePerson => "该学生已有学籍",
+            Self::SuspectedDuplicate => "疑似重复学籍",
             Self::ClassFull => "班级已满",
             Self::AccountLocked => "账号已临时锁定",
             Self::TooManyRequests => "操作过于频繁",

@@ -28,7 +28,10 @@ pub enum Direction {
 
 impl Direction {
     fn covers(self, side: Side) -> bool {
-        matches!((self, side), (Direction::Both, _) | (Direction::In, Side::In) | (Direction::Out, Side::Out))
+        matches!(
+            (self, side),
+            (Direction::Both, _) | (Direction::In, Side::In) | (Direction::Out, Side::Out)
+        )
     }
 
     pub fn label_zh(self) -> &'static str {
@@ -51,7 +54,11 @@ pub enum Term {
 
 impl Term {
     pub fn of(date: NaiveDate) -> Term {
-        if date.month() >= 9 || date.month() == 1 { Term::First } else { Term::Second }
+        if date.month() >= 9 || date.month() == 1 {
+            Term::First
+        } else {
+            Term::Second
+        }
     }
 
     fn covers(self, date: NaiveDate) -> bool {
@@ -193,7 +200,11 @@ impl Freeze {
             return false;
         };
         let md = (date.month(), date.day());
-        if s <= e { s <= md && md <= e } else { md >= s || md <= e }
+        if s <= e {
+            s <= md && md <= e
+        } else {
+            md >= s || md <= e
+        }
     }
 }
 
@@ -212,7 +223,11 @@ pub struct FilingFacts<'a> {
 }
 
 fn violation(province_name: &str, rule: String) -> Error {
-    Error::new(ErrorCode::PolicyViolation, format!("不符合{province_name}转学政策：{rule}")).at("policy")
+    Error::new(
+        ErrorCode::PolicyViolation,
+        format!("不符合{province_name}转学政策：{rule}"),
+    )
+    .at("policy")
 }
 
 impl Policy {
@@ -226,7 +241,10 @@ impl Policy {
             Grade::parse(&g.grade).map_err(|e| e.at("closed_grades.grade"))?;
         }
         if !(1..=60).contains(&self.deadline_days) {
-            return Err(Error::validation("deadline_days", "办理时限应为1至60个工作日"));
+            return Err(Error::validation(
+                "deadline_days",
+                "办理时限应为1至60个工作日",
+            ));
         }
         let mut levels = self.extra_levels.clone();
         levels.dedup();
@@ -235,7 +253,10 @@ impl Policy {
         }
         for r in &self.required_evidence {
             if r.reason_contains.trim().is_empty() || r.label.trim().is_empty() {
-                return Err(Error::validation("required_evidence", "请填写适用的转学理由关键词和所需材料"));
+                return Err(Error::validation(
+                    "required_evidence",
+                    "请填写适用的转学理由关键词和所需材料",
+                ));
             }
         }
         Ok(())
@@ -243,13 +264,31 @@ impl Policy {
 
     /// Applies this province's rules to its own side of an application. `province_name` names the
     /// rule's owner in the refusal (e.g. 河南省).
-    pub fn check_filing(&self, side: Side, province_name: &str, f: &FilingFacts<'_>) -> Result<(), Error> {
+    pub fn check_filing(
+        &self,
+        side: Side,
+        province_name: &str,
+        f: &FilingFacts<'_>,
+    ) -> Result<(), Error> {
         for fr in &self.freezes {
-            if fr.direction.covers(side) && (fr.kinds.is_empty() || fr.kinds.contains(&f.kind)) && fr.covers_date(f.date) {
-                let name = if fr.name.is_empty() { "停办期" } else { fr.name.as_str() };
+            if fr.direction.covers(side)
+                && (fr.kinds.is_empty() || fr.kinds.contains(&f.kind))
+                && fr.covers_date(f.date)
+            {
+                let name = if fr.name.is_empty() {
+                    "停办期"
+                } else {
+                    fr.name.as_str()
+                };
                 return Err(violation(
                     province_name,
-                    format!("{}至{}为{}，不受理{}申请", fr.start, fr.end, name, fr.direction.label_zh()),
+                    format!(
+                        "{}至{}为{}，不受理{}申请",
+                        fr.start,
+                        fr.end,
+                        name,
+                        fr.direction.label_zh()
+                    ),
                 ));
             }
         }
@@ -259,22 +298,37 @@ impl Policy {
         };
         for g in &self.closed_grades {
             if g.direction.covers(side) && g.grade == grade.code() && g.term.covers(f.date) {
-                let name = if g.name.is_empty() { String::new() } else { format!("（{}）", g.name) };
+                let name = if g.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("（{}）", g.name)
+                };
                 return Err(violation(
                     province_name,
-                    format!("{}{}不办理{}{name}", grade.label_zh(), g.term.label_zh(), side_label(side)),
+                    format!(
+                        "{}{}不办理{}{name}",
+                        grade.label_zh(),
+                        g.term.label_zh(),
+                        side_label(side)
+                    ),
                 ));
             }
         }
         if self.refuse_suspended && f.suspended && side == Side::Out {
-            return Err(violation(province_name, "休学期间不办理转学，须先复学".into()));
+            return Err(violation(
+                province_name,
+                "休学期间不办理转学，须先复学".into(),
+            ));
         }
         if side == Side::In {
             for r in &self.required_evidence {
                 if f.reason.contains(r.reason_contains.as_str()) && f.evidence_files < r.min_files {
                     return Err(violation(
                         province_name,
-                        format!("以“{}”为理由的转学须上传{}（至少{}个文件）", r.reason_contains, r.label, r.min_files),
+                        format!(
+                            "以“{}”为理由的转学须上传{}（至少{}个文件）",
+                            r.reason_contains, r.label, r.min_files
+                        ),
                     )
                     .at("evidence"));
                 }
@@ -301,7 +355,13 @@ pub struct AuthorityLine {
     pub province: String,
 }
 
-fn side_steps(side: Side, line: &AuthorityLine, policy: &Policy, include_school: bool, out: &mut Vec<StepSpec>) {
+fn side_steps(
+    side: Side,
+    line: &AuthorityLine,
+    policy: &Policy,
+    include_school: bool,
+    out: &mut Vec<StepSpec>,
+) {
     if include_school {
         out.push(StepSpec::school(side, &line.school));
     }
@@ -320,7 +380,10 @@ fn side_steps(side: Side, line: &AuthorityLine, policy: &Policy, include_school:
     for a in authorities {
         out.push(StepSpec::authority(side, &a));
         if policy.leader_confirm {
-            out.push(StepSpec { role: StepRole::LeaderConfirm, ..StepSpec::authority(side, &a) });
+            out.push(StepSpec {
+                role: StepRole::LeaderConfirm,
+                ..StepSpec::authority(side, &a)
+            });
         }
     }
 }
@@ -329,9 +392,17 @@ fn side_steps(side: Side, line: &AuthorityLine, policy: &Policy, include_school:
 /// [`crate::transfer::default_chain`]: receiving school, receiving authority, sending school,
 /// sending authority — or, when one authority serves both schools and both policies allow it,
 /// both schools then that authority once.
-pub fn chain(to: &AuthorityLine, to_policy: &Policy, from: &AuthorityLine, from_policy: &Policy) -> Vec<StepSpec> {
+pub fn chain(
+    to: &AuthorityLine,
+    to_policy: &Policy,
+    from: &AuthorityLine,
+    from_policy: &Policy,
+) -> Vec<StepSpec> {
     let mut out = vec![];
-    if to.authority == from.authority && to_policy.shared_authority_once && from_policy.shared_authority_once {
+    if to.authority == from.authority
+        && to_policy.shared_authority_once
+        && from_policy.shared_authority_once
+    {
         out.push(StepSpec::school(Side::In, &to.school));
         out.push(StepSpec::school(Side::Out, &from.school));
         let mut shared = vec![];
@@ -348,10 +419,16 @@ pub fn chain(to: &AuthorityLine, to_policy: &Policy, from: &AuthorityLine, from_
 pub fn escalation_target(step: &StepSpec, line: &AuthorityLine) -> Option<OrgRef> {
     match &step.party {
         OrgRef::School(_) => Some(OrgRef::Authority(line.authority.clone())),
-        OrgRef::Authority(code) if *code == line.authority => {
-            line.city.clone().filter(|c| c != code).or(Some(line.province.clone())).filter(|c| c != code).map(OrgRef::Authority)
+        OrgRef::Authority(code) if *code == line.authority => line
+            .city
+            .clone()
+            .filter(|c| c != code)
+            .or(Some(line.province.clone()))
+            .filter(|c| c != code)
+            .map(OrgRef::Authority),
+        OrgRef::Authority(code) if line.city.as_deref() == Some(code.as_str()) => {
+            Some(OrgRef::Authority(line.province.clone()))
         }
-        OrgRef::Authority(code) if line.city.as_deref() == Some(code.as_str()) => Some(OrgRef::Authority(line.province.clone())),
         _ => None,
     }
 }
@@ -391,7 +468,10 @@ mod tests {
         let p = Policy::default();
         for m in 1..=12 {
             assert!(p.check_filing(Side::In, "河南省", &facts(d(m, 15))).is_ok());
-            assert!(p.check_filing(Side::Out, "河南省", &facts(d(m, 15))).is_ok());
+            assert!(
+                p.check_filing(Side::Out, "河南省", &facts(d(m, 15)))
+                    .is_ok()
+            );
         }
         let to = line("4401060001", "440106");
         let from = line("4101050001", "410105");
@@ -403,28 +483,62 @@ mod tests {
         };
         assert_eq!(chain(&to, &p, &from, &p), default_chain(&parties));
         let same = line("4101050002", "410105");
-        let parties = Parties { to_school: same.school.clone(), to_authority: same.authority.clone(), ..parties };
+        let parties = Parties {
+            to_school: same.school.clone(),
+            to_authority: same.authority.clone(),
+            ..parties
+        };
         assert_eq!(chain(&same, &p, &from, &p), default_chain(&parties));
     }
 
     #[test]
     fn summer_freeze_names_the_rule_and_respects_direction_and_wraparound() {
         let p = Policy {
-            freezes: vec![Freeze { start: "07-21".into(), end: "08-14".into(), direction: Direction::In, kinds: vec![], name: "暑期停办".into() }],
+            freezes: vec![Freeze {
+                start: "07-21".into(),
+                end: "08-14".into(),
+                direction: Direction::In,
+                kinds: vec![],
+                name: "暑期停办".into(),
+            }],
             ..Policy::default()
         };
-        let e = p.check_filing(Side::In, "广东省", &facts(d(7, 21))).unwrap_err();
+        let e = p
+            .check_filing(Side::In, "广东省", &facts(d(7, 21)))
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
-        assert!(e.message.contains("广东省") && e.message.contains("暑期停办") && e.message.contains("07-21"), "{}", e.message);
-        assert!(p.check_filing(Side::In, "广东省", &facts(d(8, 14))).is_err());
+        assert!(
+            e.message.contains("广东省")
+                && e.message.contains("暑期停办")
+                && e.message.contains("07-21"),
+            "{}",
+            e.message
+        );
+        assert!(
+            p.check_filing(Side::In, "广东省", &facts(d(8, 14)))
+                .is_err()
+        );
         assert!(p.check_filing(Side::In, "广东省", &facts(d(8, 15))).is_ok());
-        assert!(p.check_filing(Side::Out, "广东省", &facts(d(7, 30))).is_ok(), "only the incoming direction is frozen");
+        assert!(
+            p.check_filing(Side::Out, "广东省", &facts(d(7, 30)))
+                .is_ok(),
+            "only the incoming direction is frozen"
+        );
         let winter = Policy {
-            freezes: vec![Freeze { start: "12-25".into(), end: "01-05".into(), direction: Direction::Both, kinds: vec![TransferKind::IntraProvince], name: String::new() }],
+            freezes: vec![Freeze {
+                start: "12-25".into(),
+                end: "01-05".into(),
+                direction: Direction::Both,
+                kinds: vec![TransferKind::IntraProvince],
+                name: String::new(),
+            }],
             ..Policy::default()
         };
         let mut f = facts(d(1, 3));
-        assert!(winter.check_filing(Side::Out, "x", &f).is_ok(), "cross-province not covered");
+        assert!(
+            winter.check_filing(Side::Out, "x", &f).is_ok(),
+            "cross-province not covered"
+        );
         f.kind = TransferKind::IntraProvince;
         assert!(winter.check_filing(Side::Out, "x", &f).is_err());
     }
@@ -432,22 +546,47 @@ mod tests {
     #[test]
     fn closed_grades_by_term_and_side() {
         let p = Policy {
-            closed_grades: vec![ClosedGrade { grade: "23".into(), term: Term::Second, direction: Direction::Both, name: "毕业年级".into() }],
+            closed_grades: vec![ClosedGrade {
+                grade: "23".into(),
+                term: Term::Second,
+                direction: Direction::Both,
+                name: "毕业年级".into(),
+            }],
             ..Policy::default()
         };
-        let e = p.check_filing(Side::Out, "河南省", &facts(d(3, 2))).unwrap_err();
-        assert!(e.message.contains("初三第二学期不办理转出"), "{}", e.message);
-        assert!(p.check_filing(Side::Out, "河南省", &facts(d(10, 8))).is_ok(), "first term open");
+        let e = p
+            .check_filing(Side::Out, "河南省", &facts(d(3, 2)))
+            .unwrap_err();
+        assert!(
+            e.message.contains("初三第二学期不办理转出"),
+            "{}",
+            e.message
+        );
+        assert!(
+            p.check_filing(Side::Out, "河南省", &facts(d(10, 8)))
+                .is_ok(),
+            "first term open"
+        );
         let mut f = facts(d(3, 2));
         f.from_grade = Grade::parse("22").unwrap();
-        assert!(p.check_filing(Side::Out, "河南省", &f).is_ok(), "the sending side looks at the current grade");
-        assert!(p.check_filing(Side::In, "河南省", &f).is_err(), "the receiving side looks at the target grade");
+        assert!(
+            p.check_filing(Side::Out, "河南省", &f).is_ok(),
+            "the sending side looks at the current grade"
+        );
+        assert!(
+            p.check_filing(Side::In, "河南省", &f).is_err(),
+            "the receiving side looks at the target grade"
+        );
     }
 
     #[test]
     fn suspended_students_and_evidence() {
         let p = Policy {
-            required_evidence: vec![EvidenceRule { reason_contains: "随迁".into(), min_files: 1, label: "居住证明".into() }],
+            required_evidence: vec![EvidenceRule {
+                reason_contains: "随迁".into(),
+                min_files: 1,
+                label: "居住证明".into(),
+            }],
             ..Policy::default()
         };
         let mut f = facts(d(10, 8));
@@ -465,12 +604,26 @@ mod tests {
     fn extra_levels_and_leader_confirmation_apply_to_their_own_side() {
         let to = line("4401060001", "440106");
         let from = line("4101050001", "410105");
-        let to_p = Policy { extra_levels: vec![Level::City, Level::Province], ..Policy::default() };
-        let from_p = Policy { leader_confirm: true, ..Policy::default() };
+        let to_p = Policy {
+            extra_levels: vec![Level::City, Level::Province],
+            ..Policy::default()
+        };
+        let from_p = Policy {
+            leader_confirm: true,
+            ..Policy::default()
+        };
         let c = chain(&to, &to_p, &from, &from_p);
         let codes: Vec<(&str, String)> = c
             .iter()
-            .map(|s| (s.code(), match &s.party { OrgRef::School(x) | OrgRef::Authority(x) => x.clone(), OrgRef::National => String::new() }))
+            .map(|s| {
+                (
+                    s.code(),
+                    match &s.party {
+                        OrgRef::School(x) | OrgRef::Authority(x) => x.clone(),
+                        OrgRef::National => String::new(),
+                    },
+                )
+            })
             .collect();
         assert_eq!(
             codes,
@@ -487,26 +640,72 @@ mod tests {
         // One authority for both: still once, with the leader after it when the policy asks.
         let same = line("4101050002", "410105");
         let c = chain(&same, &from_p, &from, &from_p);
-        assert_eq!(c.iter().map(|s| s.code()).collect::<Vec<_>>(), ["in_school", "out_school", "shared_authority", "shared_authority_leader"]);
-        let no_share = Policy { shared_authority_once: false, ..Policy::default() };
+        assert_eq!(
+            c.iter().map(|s| s.code()).collect::<Vec<_>>(),
+            [
+                "in_school",
+                "out_school",
+                "shared_authority",
+                "shared_authority_leader"
+            ]
+        );
+        let no_share = Policy {
+            shared_authority_once: false,
+            ..Policy::default()
+        };
         assert_eq!(chain(&same, &no_share, &from, &Policy::default()).len(), 4);
     }
 
     #[test]
     fn escalation_goes_one_level_up() {
         let l = line("4101050001", "410105");
-        assert_eq!(escalation_target(&StepSpec::school(Side::Out, "4101050001"), &l), Some(OrgRef::Authority("410105".into())));
-        assert_eq!(escalation_target(&StepSpec::authority(Side::Out, "410105"), &l), Some(OrgRef::Authority("410100".into())));
-        assert_eq!(escalation_target(&StepSpec::authority(Side::Out, "410100"), &l), Some(OrgRef::Authority("410000".into())));
-        assert_eq!(escalation_target(&StepSpec::authority(Side::Out, "410000"), &l), None);
+        assert_eq!(
+            escalation_target(&StepSpec::school(Side::Out, "4101050001"), &l),
+            Some(OrgRef::Authority("410105".into()))
+        );
+        assert_eq!(
+            escalation_target(&StepSpec::authority(Side::Out, "410105"), &l),
+            Some(OrgRef::Authority("410100".into()))
+        );
+        assert_eq!(
+            escalation_target(&StepSpec::authority(Side::Out, "410100"), &l),
+            Some(OrgRef::Authority("410000".into()))
+        );
+        assert_eq!(
+            escalation_target(&StepSpec::authority(Side::Out, "410000"), &l),
+            None
+        );
     }
 
     #[test]
     fn validation_refuses_bad_policies() {
-        let bad = Policy { freezes: vec![Freeze { start: "13-01".into(), end: "01-01".into(), direction: Direction::Both, kinds: vec![], name: String::new() }], ..Policy::default() };
+        let bad = Policy {
+            freezes: vec![Freeze {
+                start: "13-01".into(),
+                end: "01-01".into(),
+                direction: Direction::Both,
+                kinds: vec![],
+                name: String::new(),
+            }],
+            ..Policy::default()
+        };
         assert!(bad.validate().is_err());
-        assert!(Policy { deadline_days: 0, ..Policy::default() }.validate().is_err());
-        assert!(Policy { extra_levels: vec![Level::City, Level::City], ..Policy::default() }.validate().is_err());
+        assert!(
+            Policy {
+                deadline_days: 0,
+                ..Policy::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Policy {
+                extra_levels: vec![Level::City, Level::City],
+                ..Policy::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Policy::default().validate().is_ok());
     }
 }

@@ -139,7 +139,10 @@ impl TransferStatus {
 
     /// Nothing more can happen.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Rejected | Self::Withdrawn | Self::Closed)
+        matches!(
+            self,
+            Self::Completed | Self::Rejected | Self::Withdrawn | Self::Closed
+        )
     }
 
     /// Waiting for a review step.
@@ -863,7 +866,10 @@ mod tests {
     fn status_predicates() {
         use TransferStatus as S;
         let terminal: Vec<_> = S::ALL.iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(terminal, [&S::Completed, &S::Rejected, &S::Withdrawn, &S::Closed]);
+        assert_eq!(
+            terminal,
+            [&S::Completed, &S::Rejected, &S::Withdrawn, &S::Closed]
+        );
         let review: Vec<_> = S::ALL.iter().filter(|s| s.is_review()).collect();
         assert_eq!(review.len(), 4);
         let locking: Vec<_> = S::ALL.iter().filter(|s| s.locks_student()).collect();

@@ -141,3 +141,63 @@ fn query_rejection(rej: QueryRejection) -> ApiError {
         format!("查询参数有误：{}", rej.body_text()),
     ))
 }
+
+/// `Path<T>` whose rejections (a non-numeric id, an out-of-range number, bad UTF-8) are problem
+/// documents with a code, like every other API error.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rej) => Err(ApiError(Error::new(
+                ErrorCode::NotFound,
+                format!("路径参数无效：{}", rej.body_text()),
+            ))),
+        }
+    }
+}
+
+/// Refuses NUL characters anywhere in the request line or in JSON and form bodies: no field of
+/// this system may hold one, and PostgreSQL rejects them in text (which would be a 500).
+pub async fn refuse_nul(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let nul = || {
+        problem_response(&Error::new(
+            ErrorCode::ValidationFailed,
+            "请求中含有非法的空字符（NUL）",
+        ))
+    };
+    let uri = req.uri().to_string();
+    if uri.to_ascii_lowercase().contains("%00") {
+        return nul();
+    }
+    let ct = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !(ct.starts_with("application/json") || ct.starts_with("application/x-www-form-urlencoded"))
+    {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return problem_response(&Error::new(ErrorCode::PayloadTooLarge, "请求内容过大")),
+    };
+    let lower = bytes.to_ascii_lowercase();
+    if bytes.contains(&0)
+        || lower.windows(6).any(|w| w == b"\\u0000")
+        || lower.windows(3).any(|w| w == b"%00")
+    {
+        return nul();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}

@@ -41,6 +41,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(pages::router())
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::refuse_nul))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -39,24 +39,50 @@ async fn scratch(url: Option<&str>) -> anyhow::Result<Scratch> {
         Some(u) if u.starts_with("postgres") => {
             use sqlx::Connection;
             let name = format!("xueji_bench_{stamp}_{}", std::process::id());
-            let mut c = sqlx::PgConnection::connect(u).await.context("connect to PostgreSQL")?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await?;
+            let mut c = sqlx::PgConnection::connect(u)
+                .await
+                .context("connect to PostgreSQL")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await?;
             let _ = c.close().await;
-            let (head, query) = u.split_once('?').map(|(h, q)| (h, format!("?{q}"))).unwrap_or((u, String::new()));
+            let (head, query) = u
+                .split_once('?')
+                .map(|(h, q)| (h, format!("?{q}")))
+                .unwrap_or((u, String::new()));
             let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
-            let host_end = head[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(head.len());
-            Ok(Scratch { url: format!("{}/{name}{query}", &head[..host_end]), pg_admin: Some((u.to_string(), name)), sqlite_path: None })
+            let host_end = head[scheme_end..]
+                .find('/')
+                .map(|i| i + scheme_end)
+                .unwrap_or(head.len());
+            Ok(Scratch {
+                url: format!("{}/{name}{query}", &head[..host_end]),
+                pg_admin: Some((u.to_string(), name)),
+                sqlite_path: None,
+            })
         }
         Some(u) => {
             let path = std::path::PathBuf::from(u.strip_prefix("sqlite://").unwrap_or(u));
             if path.exists() {
-                bail!("{} exists; the benchmark needs a fresh file", path.display());
+                bail!(
+                    "{} exists; the benchmark needs a fresh file",
+                    path.display()
+                );
             }
-            Ok(Scratch { url: format!("sqlite://{}", path.display()), pg_admin: None, sqlite_path: Some(path) })
+            Ok(Scratch {
+                url: format!("sqlite://{}", path.display()),
+                pg_admin: None,
+                sqlite_path: Some(path),
+            })
         }
         None => {
-            let path = std::env::temp_dir().join(format!("xueji-bench-{stamp}-{}.db", std::process::id()));
-            Ok(Scratch { url: format!("sqlite://{}", path.display()), pg_admin: None, sqlite_path: Some(path) })
+            let path =
+                std::env::temp_dir().join(format!("xueji-bench-{stamp}-{}.db", std::process::id()));
+            Ok(Scratch {
+                url: format!("sqlite://{}", path.display()),
+                pg_admin: None,
+                sqlite_path: Some(path),
+            })
         }
     }
 }
@@ -66,7 +92,11 @@ impl Scratch {
         if let Some((admin, name)) = self.pg_admin {
             use sqlx::Connection;
             if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await;
             }
         }
         if let Some(p) = self.sqlite_path {
@@ -80,8 +110,16 @@ impl Scratch {
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -96,8 +134,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// The schools of the scenario: sending 河南 primary-grade schools, receiving schools elsewhere.
 const FROM_SCHOOLS: [&str; 2] = ["4101050001", "4101050002"];
-const TO_SCHOOLS: [&str; 8] =
-    ["4401060001", "4401060002", "4403040001", "4403040002", "1101080001", "1101080002", "1101050001", "1101050002"];
+const TO_SCHOOLS: [&str; 8] = [
+    "4401060001",
+    "4401060002",
+    "4403040001",
+    "4403040002",
+    "1101080001",
+    "1101080002",
+    "1101050001",
+    "1101050002",
+];
 
 /// Adds `n` students to the sending schools (primary grades), deterministic and valid.
 async fn add_students(app: &App, n: usize) -> anyhow::Result<Vec<(String, String, String)>> {
@@ -115,7 +161,8 @@ async fn add_students(app: &App, n: usize) -> anyhow::Result<Vec<(String, String
     for i in 0..n {
         let (class_id, school_id, grade) = &classes[i % classes.len()];
         let g = Grade::parse(grade)?;
-        let birth = NaiveDate::from_ymd_opt(2026 - g.usual_age() - 1, 9, 2).unwrap() + chrono::Duration::days((i / 1000 % 365) as i64);
+        let birth = NaiveDate::from_ymd_opt(2026 - g.usual_age() - 1, 9, 2).unwrap()
+            + chrono::Duration::days((i / 1000 % 365) as i64);
         let id = IdNumber::from_parts("410105", birth, (i % 1000) as u16);
         let no = StudentNo::formal(&id);
         let name = format!("测试{}", i + 1);
@@ -143,7 +190,23 @@ async fn add_students(app: &App, n: usize) -> anyhow::Result<Vec<(String, String
     insert_rows(
         &mut tx,
         "students",
-        &["student_no", "id_type", "id_number", "name", "gender", "birth_date", "ethnicity", "status", "school_id", "grade", "class_id", "region_code", "version", "created_at", "updated_at"],
+        &[
+            "student_no",
+            "id_type",
+            "id_number",
+            "name",
+            "gender",
+            "birth_date",
+            "ethnicity",
+            "status",
+            "school_id",
+            "grade",
+            "class_id",
+            "region_code",
+            "version",
+            "created_at",
+            "updated_at",
+        ],
         rows,
     )
     .await?;
@@ -168,7 +231,11 @@ struct Tokens {
     by_user: std::collections::HashMap<String, String>,
 }
 
-async fn login_all(client: &reqwest::Client, base: &str, users: &[String]) -> anyhow::Result<Tokens> {
+async fn login_all(
+    client: &reqwest::Client,
+    base: &str,
+    users: &[String],
+) -> anyhow::Result<Tokens> {
     let mut by_user = std::collections::HashMap::new();
     for u in users {
         let r: Value = client
@@ -184,9 +251,20 @@ async fn login_all(client: &reqwest::Client, base: &str, users: &[String]) -> an
     Ok(Tokens { by_user })
 }
 
-async fn call(client: &reqwest::Client, token: &str, url: String, body: Value, lat: &mut Vec<Duration>) -> anyhow::Result<Value> {
+async fn call(
+    client: &reqwest::Client,
+    token: &str,
+    url: String,
+    body: Value,
+    lat: &mut Vec<Duration>,
+) -> anyhow::Result<Value> {
     let t0 = Instant::now();
-    let r = client.post(url).bearer_auth(token).json(&body).send().await?;
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
     let status = r.status();
     let v: Value = r.json().await?;
     lat.push(t0.elapsed());
@@ -259,16 +337,23 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
     let n = opts.students.max(opts.transfers);
     let students = add_students(&app, n).await?;
     let dur = match (backend, opts.durability) {
-        (Backend::Postgres, _) => "PostgreSQL (synchronous_commit as configured on the server)".to_string(),
+        (Backend::Postgres, _) => {
+            "PostgreSQL (synchronous_commit as configured on the server)".to_string()
+        }
         (Backend::Sqlite, Durability::Full) => "SQLite WAL, synchronous=FULL".to_string(),
         (Backend::Sqlite, Durability::Normal) => "SQLite WAL, synchronous=NORMAL".to_string(),
     };
     println!("xueji bench — {dur}");
-    println!("dataset: demo + {n} students, prepared in {:.1}s", t0.elapsed().as_secs_f64());
+    println!(
+        "dataset: demo + {n} students, prepared in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let server = xueji_web::Server::start(app.clone(), "127.0.0.1:0").await?;
     let base = server.url();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(opts.clients * 2).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.clients * 2)
+        .build()?;
     let mut users = vec![];
     for s in FROM_SCHOOLS.iter().chain(TO_SCHOOLS.iter()) {
         users.push(format!("{s}-admin"));
@@ -288,38 +373,79 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
             .json()
             .await?;
         for c in list.as_array().context("classes")? {
-            classes.entry((s.to_string(), c["grade"].as_str().unwrap_or("").to_string())).or_insert(c["id"].as_i64().unwrap_or(0));
+            classes
+                .entry((s.to_string(), c["grade"].as_str().unwrap_or("").to_string()))
+                .or_insert(c["id"].as_i64().unwrap_or(0));
         }
     }
     let classes = Arc::new(classes);
-    let work: Arc<Vec<(String, String, String)>> = Arc::new(students.into_iter().take(opts.transfers).collect());
+    let work: Arc<Vec<(String, String, String)>> =
+        Arc::new(students.into_iter().take(opts.transfers).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = vec![];
     for _ in 0..opts.clients {
-        let (client, base, tokens, classes, work, next) =
-            (client.clone(), base.clone(), tokens.clone(), classes.clone(), work.clone(), next.clone());
+        let (client, base, tokens, classes, work, next) = (
+            client.clone(),
+            base.clone(),
+            tokens.clone(),
+            classes.clone(),
+            work.clone(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![];
             let mut errors = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((no, name, grade)) = work.get(i) else { break };
+                let Some((no, name, grade)) = work.get(i) else {
+                    break;
+                };
                 let to = TO_SCHOOLS[i % TO_SCHOOLS.len()];
-                let from = if no.is_empty() { FROM_SCHOOLS[0] } else { FROM_SCHOOLS[usize::from(grade.as_str() > "16")] };
+                let from = if no.is_empty() {
+                    FROM_SCHOOLS[0]
+                } else {
+                    FROM_SCHOOLS[usize::from(grade.as_str() > "16")]
+                };
                 let tok = |u: String| tokens.by_user[&u].clone();
                 let res: anyhow::Result<()> = async {
                     let class = classes[&(to.to_string(), grade.clone())];
-                    let t = call(&client, &tok(format!("{to}-admin")), format!("{base}/api/v1/transfers"), json!({
-                        "from_province": "410000", "student_name": name, "student_ref": no,
-                        "to_grade": grade, "to_class_id": class, "reason": "随迁"
-                    }), &mut lat).await?;
+                    let t = call(
+                        &client,
+                        &tok(format!("{to}-admin")),
+                        format!("{base}/api/v1/transfers"),
+                        json!({
+                            "from_province": "410000", "student_name": name, "student_ref": no,
+                            "to_grade": grade, "to_class_id": class, "reason": "随迁"
+                        }),
+                        &mut lat,
+                    )
+                    .await?;
                     let id = t["id"].as_i64().context("id")?;
                     let from_school = t["from_school"].as_str().unwrap_or(from).to_string();
-                    for who in [format!("{to}-reviewer"), format!("edu{}", &to[0..6]), format!("{from_school}-reviewer"), format!("edu{}", &from_school[0..6])] {
-                        call(&client, &tok(who), format!("{base}/api/v1/transfers/{id}/review"), json!({ "decision": "approve", "opinion": "同意" }), &mut lat).await?;
+                    for who in [
+                        format!("{to}-reviewer"),
+                        format!("edu{}", &to[0..6]),
+                        format!("{from_school}-reviewer"),
+                        format!("edu{}", &from_school[0..6]),
+                    ] {
+                        call(
+                            &client,
+                            &tok(who),
+                            format!("{base}/api/v1/transfers/{id}/review"),
+                            json!({ "decision": "approve", "opinion": "同意" }),
+                            &mut lat,
+                        )
+                        .await?;
                     }
-                    call(&client, &tok(format!("{to}-admin")), format!("{base}/api/v1/transfers/{id}/pull-file"), json!({}), &mut lat).await?;
+                    call(
+                        &client,
+                        &tok(format!("{to}-admin")),
+                        format!("{base}/api/v1/transfers/{id}/pull-file"),
+                        json!({}),
+                        &mut lat,
+                    )
+                    .await?;
                     Ok(())
                 }
                 .await;
@@ -349,13 +475,33 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
     let per_client = (lat.len() / opts.clients).clamp(50, 2000);
     let (bare_tps, bare_p99) = bare_rate(&db, opts.clients, per_client).await?;
     println!();
-    println!("workflow (HTTP, {} clients): {transfers} complete transfers ({errors} failed) in {secs:.1}s", opts.clients);
+    println!(
+        "workflow (HTTP, {} clients): {transfers} complete transfers ({errors} failed) in {secs:.1}s",
+        opts.clients
+    );
     println!("  transfers/s      {:>10.1}", transfers as f64 / secs);
-    println!("  steps/s          {:>10.1}   (apply + 4 reviews + pull = 6 steps each)", steps / secs);
-    println!("  step latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}", percentile(&lat, 0.5), percentile(&lat, 0.9), percentile(&lat, 0.99));
-    println!("  bare tx/s        {:>10.1}   (UPDATE + INSERT per commit, {} tasks; p99 {:.2} ms)", bare_tps, opts.clients, bare_p99);
-    println!("  steps / bare     {:>10.1} %", 100.0 * (steps / secs) / bare_tps);
-    println!("  peak RSS (server + load generator) {:.0} MB", peak_rss_mb());
+    println!(
+        "  steps/s          {:>10.1}   (apply + 4 reviews + pull = 6 steps each)",
+        steps / secs
+    );
+    println!(
+        "  step latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99)
+    );
+    println!(
+        "  bare tx/s        {:>10.1}   (UPDATE + INSERT per commit, {} tasks; p99 {:.2} ms)",
+        bare_tps, opts.clients, bare_p99
+    );
+    println!(
+        "  steps / bare     {:>10.1} %",
+        100.0 * (steps / secs) / bare_tps
+    );
+    println!(
+        "  peak RSS (server + load generator) {:.0} MB",
+        peak_rss_mb()
+    );
     db.close().await;
     Ok(())
 }

@@ -102,6 +102,11 @@ enum Command {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Imports data files.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -115,6 +120,28 @@ enum SeedWhat {
     Demo {
         #[command(flatten)]
         db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Imports an .xlsx of students (the template's columns) into a school, reporting row by
+    /// row; writes nothing when any row is wrong unless `--commit-valid`.
+    Students {
+        /// The .xlsx file (download the template at /api/v1/students/template.xlsx?school=CODE).
+        file: PathBuf,
+        /// 学校标识码 of the school the students join.
+        #[arg(long, value_name = "CODE")]
+        school: String,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Write the valid rows even when others are wrong.
+        #[arg(long)]
+        commit_valid: bool,
+        /// Write rows that only look like a record on file (疑似重复), each with an open problem
+        /// record, instead of refusing them.
+        #[arg(long)]
+        confirm_suspected: bool,
     },
 }
 
@@ -196,13 +223,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 s.regions, s.schools, s.students, s.users
             );
         }
-        Command::Bench { students, transfers, clients, db, database_url, normal } => {
+        Command::Bench {
+            students,
+            transfers,
+            clients,
+            db,
+            database_url,
+            normal,
+        } => {
             bench::run(bench::BenchOpts {
                 students,
                 transfers,
                 clients,
-                database_url: db.map(|p| format!("sqlite://{}", p.display())).or(database_url),
-                durability: if normal { xueji_app::db::Durability::Normal } else { xueji_app::db::Durability::Full },
+                database_url: db
+                    .map(|p| format!("sqlite://{}", p.display()))
+                    .or(database_url),
+                durability: if normal {
+                    xueji_app::db::Durability::Normal
+                } else {
+                    xueji_app::db::Durability::Full
+                },
             })
             .await?;
         }
@@ -210,6 +250,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let d = Db::connect(&db.url(DEFAULT_DB)).await?;
             d.backup_to(&dest).await?;
             println!("backup written to {}", dest.display());
+        }
+        Command::Import {
+            what:
+                ImportWhat::Students {
+                    file,
+                    school,
+                    db,
+                    commit_valid,
+                    confirm_suspected,
+                },
+        } => {
+            import_students(
+                &db.url(DEFAULT_DB),
+                file,
+                &school,
+                commit_valid,
+                confirm_suspected,
+            )
+            .await?
         }
         Command::Audit {
             what: AuditWhat::Verify { db },
@@ -234,11 +293,99 @@ async fn deadline_loop(app: App) {
     loop {
         tick.tick().await;
         match app.process_deadlines().await {
-            Ok(r) if r != xueji_app::deadlines::DeadlineReport::default() => tracing::info!(?r, "deadline job"),
+            Ok(r) if r != xueji_app::deadlines::DeadlineReport::default() => {
+                tracing::info!(?r, "deadline job")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "deadline job failed"),
         }
     }
+}
+
+/// `xueji import students`: the row report on stdout, progress on stderr every 10,000 rows.
+async fn import_students(
+    url: &str,
+    file: PathBuf,
+    school: &str,
+    commit_valid: bool,
+    confirm_suspected: bool,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use xueji_app::import::{Commit, ImportOptions, ImportPhase, ImportProgress, XlsxSource};
+
+    if !file.is_file() {
+        anyhow::bail!("no such file: {}", file.display());
+    }
+    let app = open(url).await?;
+    let started = Instant::now();
+    let printed = [AtomicU64::new(0), AtomicU64::new(0)];
+    let progress = |p: ImportProgress| {
+        let (i, word) = match p.phase {
+            ImportPhase::Validating => (0, "校验 validated"),
+            ImportPhase::Writing => (1, "写入 written"),
+        };
+        let bucket = p.done / 10_000;
+        if bucket > printed[i].load(Ordering::Relaxed)
+            || (p.done == p.total && !p.done.is_multiple_of(10_000))
+        {
+            printed[i].store(
+                bucket.max(printed[i].load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            eprintln!(
+                "{word} {}/{} rows ({:.1}s)",
+                p.done,
+                p.total,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let opts = ImportOptions {
+        commit: if commit_valid {
+            Commit::ValidRows
+        } else {
+            Commit::IfAllValid
+        },
+        confirm_suspected,
+    };
+    let report = app
+        .import_students_as_operator(school, XlsxSource::Path(file), opts, &progress)
+        .await?;
+    for e in &report.errors {
+        println!("第{}行\t{}（{}）\t{}", e.row, e.column, e.cell, e.message);
+    }
+    if report.errors_total > report.errors.len() as u64 {
+        println!(
+            "……另有{}处错误未列出",
+            report.errors_total - report.errors.len() as u64
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "共{}行：有效{}行，有误{}行，已写入{}行 | rows {}, valid {}, invalid {}, written {} in {:.1}s ({:.0} rows/s)",
+        report.rows,
+        report.valid,
+        report.invalid,
+        report.written,
+        report.rows,
+        report.valid,
+        report.invalid,
+        report.written,
+        secs,
+        report.rows as f64 / secs.max(0.001)
+    );
+    if report.invalid > 0 && !commit_valid {
+        anyhow::bail!(
+            "{} of {} rows are invalid; nothing written (fix them, or pass --commit-valid to write the {} valid rows)",
+            report.invalid,
+            report.rows,
+            report.valid
+        );
+    }
+    if report.written == 0 && report.valid == 0 {
+        anyhow::bail!("no valid rows; nothing written");
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

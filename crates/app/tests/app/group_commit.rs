@@ -23,13 +23,17 @@ async fn insert(db: &Db, id: i64, keep: bool) -> Result<(), xueji_app::AppError>
 async fn concurrent_transactions_commit_or_vanish_alone() {
     for backend in backends() {
         let db = empty_db(backend).await;
-        exec(&db, "CREATE TABLE gc_probe (id BIGINT PRIMARY KEY)").await.unwrap();
+        exec(&db, "CREATE TABLE gc_probe (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
         let mut tasks = vec![];
         for i in 0..200i64 {
             let db = db.clone();
             // Every third is dropped uncommitted; every seventh collides with a committed key.
             let id = if i % 7 == 6 { i - 1 } else { i };
-            tasks.push(tokio::spawn(async move { (id, i % 3 != 2, insert(&db, id, i % 3 != 2).await) }));
+            tasks.push(tokio::spawn(async move {
+                (id, i % 3 != 2, insert(&db, id, i % 3 != 2).await)
+            }));
         }
         let mut expected = std::collections::BTreeSet::new();
         for t in tasks {
@@ -43,13 +47,22 @@ async fn concurrent_transactions_commit_or_vanish_alone() {
             }
         }
         let n = count(&db, "SELECT COUNT(*) FROM gc_probe").await;
-        assert_eq!(n as usize, expected.len(), "exactly the acknowledged rows are there");
+        assert_eq!(
+            n as usize,
+            expected.len(),
+            "exactly the acknowledged rows are there"
+        );
         // A dropped transaction as the last writer does not keep the writer busy.
         insert(&db, 10_000, false).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), exec(&db, "INSERT INTO gc_probe (id) VALUES (10001)"))
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            exec(&db, "INSERT INTO gc_probe (id) VALUES (10001)"),
+        )
+        .await
+        .expect("the writer is free again")
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), db.close())
             .await
-            .expect("the writer is free again")
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), db.close()).await.expect("close does not hang");
+            .expect("close does not hang");
     }
 }

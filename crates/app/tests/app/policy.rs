@@ -261,8 +261,15 @@ async fn overdue_steps_are_reminded_escalated_or_approved_by_rule() {
                 .iter()
                 .any(|n| n.kind == "escalated")
         );
-        let todo = xueji_app::transfers::TransferFilter { todo: Some(true), ..Default::default() };
-        assert_eq!(app.transfers(&edu, &todo, all()).await.unwrap().total, 1, "the escalated step is on its work list");
+        let todo = xueji_app::transfers::TransferFilter {
+            todo: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            app.transfers(&edu, &todo, all()).await.unwrap().total,
+            1,
+            "the escalated step is on its work list"
+        );
         let t = app
             .review_transfer(&edu, t.id, true, "督办同意")
             .await

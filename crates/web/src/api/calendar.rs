@@ -67,7 +67,8 @@ pub struct DayBody {
 }
 
 fn parse_day(s: &str) -> Result<NaiveDate, Error> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| Error::validation("date", "日期格式应为 YYYY-MM-DD"))
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::validation("date", "日期格式应为 YYYY-MM-DD"))
 }
 
 /// Sets one day (national administrator; for a new year's State Council notice).
@@ -77,12 +78,13 @@ fn parse_day(s: &str) -> Result<NaiveDate, Error> {
 pub async fn set_day(
     State(s): State<AppState>,
     crate::session::ApiUser(u): crate::session::ApiUser,
-    axum::extract::Path(date): axum::extract::Path<String>,
+    crate::error::ApiPath(date): crate::error::ApiPath<String>,
     crate::error::ApiJson(b): crate::error::ApiJson<DayBody>,
 ) -> ApiResult<axum::http::StatusCode> {
     let day = parse_day(&date)?;
-    let kind = xueji_domain::calendar::DayKind::parse(&b.kind)
-        .ok_or_else(|| Error::validation("kind", "kind 应为 holiday（放假）或 workday（调休上班）"))?;
+    let kind = xueji_domain::calendar::DayKind::parse(&b.kind).ok_or_else(|| {
+        Error::validation("kind", "kind 应为 holiday（放假）或 workday（调休上班）")
+    })?;
     s.app.set_calendar_day(&u, day, Some(kind), &b.name).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -94,7 +96,7 @@ pub async fn set_day(
 pub async fn delete_day(
     State(s): State<AppState>,
     crate::session::ApiUser(u): crate::session::ApiUser,
-    axum::extract::Path(date): axum::extract::Path<String>,
+    crate::error::ApiPath(date): crate::error::ApiPath<String>,
 ) -> ApiResult<axum::http::StatusCode> {
     let day = parse_day(&date)?;
     s.app.set_calendar_day(&u, day, None, "").await?;

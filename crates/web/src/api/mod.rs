@@ -4,6 +4,7 @@ mod auth;
 mod calendar;
 mod notifications;
 mod oversight;
+mod records;
 mod reference;
 mod transfers;
 
@@ -54,6 +55,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reference::classes))
         .routes(routes!(reference::students))
         .routes(routes!(reference::student))
+        .routes(routes!(records::register))
+        .routes(routes!(records::template))
+        .routes(routes!(records::import))
+        .routes(routes!(records::import_report))
+        .routes(routes!(records::export))
+        .routes(routes!(records::identity_status))
+        .routes(routes!(records::run_identity_checks))
         .routes(routes!(calendar::add_working_days))
         .routes(routes!(calendar::days))
         .routes(routes!(calendar::set_day, calendar::delete_day))
@@ -72,6 +80,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(oversight::close))
         .routes(routes!(oversight::run_deadlines))
         .routes(routes!(oversight::parent_query))
+        .routes(routes!(oversight::statistics))
+        .routes(routes!(oversight::statistics_xlsx))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::mark_read))
 }

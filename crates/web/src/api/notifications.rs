@@ -23,9 +23,20 @@ pub struct NotificationQuery {
 /// The caller organisation's messages, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])), params(NotificationQuery),
     responses((status = 200, body = Vec<NotificationOut>), (status = 401, body = Problem)))]
-pub async fn list(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<NotificationQuery>) -> ApiResult<Response> {
-    let page = Page::from_query(PageQuery { page: q.page, per_page: q.per_page })?;
-    Ok(paged(s.app.notifications(&u, q.unread.unwrap_or(false), page).await?))
+pub async fn list(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> ApiResult<Response> {
+    let page = Page::from_query(PageQuery {
+        page: q.page,
+        per_page: q.per_page,
+    })?;
+    Ok(paged(
+        s.app
+            .notifications(&u, q.unread.unwrap_or(false), page)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -45,7 +56,14 @@ pub struct MarkReadOut {
 /// Marks messages read.
 #[utoipa::path(post, path = "/api/v1/notifications/read", tag = "notifications", security(("bearer" = [])),
     request_body = MarkReadBody, responses((status = 200, body = MarkReadOut), (status = 401, body = Problem)))]
-pub async fn mark_read(State(s): State<AppState>, ApiUser(u): ApiUser, ApiJson(b): ApiJson<MarkReadBody>) -> ApiResult<Json<MarkReadOut>> {
+pub async fn mark_read(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiJson(b): ApiJson<MarkReadBody>,
+) -> ApiResult<Json<MarkReadOut>> {
     let marked = s.app.mark_read(&u, &b.ids).await?;
-    Ok(Json(MarkReadOut { marked, unread: s.app.unread_count(&u).await? }))
+    Ok(Json(MarkReadOut {
+        marked,
+        unread: s.app.unread_count(&u).await?,
+    }))
 }

@@ -1,7 +1,7 @@
 //! Provincial policy, oversight of deadlines, stale cases, and the parents' query.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use xueji_app::deadlines::DeadlineReport;
 use xueji_app::oversight::{Dashboard, StaleItem};
@@ -13,14 +13,18 @@ use xueji_domain::access::Role;
 use xueji_domain::policy::Policy;
 
 use crate::AppState;
-use crate::error::{ApiJson, ApiQuery, ApiResult, Problem};
+use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::session::{ApiUser, ClientIp};
 
 /// The province's transfer policy now in force (version 0 = the national default).
 #[utoipa::path(get, path = "/api/v1/policies/{province}", tag = "policy", security(("bearer" = [])),
     params(("province" = String, Path, description = "省级行政区划代码")),
     responses((status = 200, body = PolicyOut), (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn get_policy(State(s): State<AppState>, ApiUser(_u): ApiUser, Path(p): Path<String>) -> ApiResult<Json<PolicyOut>> {
+pub async fn get_policy(
+    State(s): State<AppState>,
+    ApiUser(_u): ApiUser,
+    ApiPath(p): ApiPath<String>,
+) -> ApiResult<Json<PolicyOut>> {
     Ok(Json(s.app.policy(&p).await?))
 }
 
@@ -28,7 +32,11 @@ pub async fn get_policy(State(s): State<AppState>, ApiUser(_u): ApiUser, Path(p)
 #[utoipa::path(get, path = "/api/v1/policies/{province}/versions", tag = "policy", security(("bearer" = [])),
     params(("province" = String, Path)),
     responses((status = 200, body = Vec<PolicyOut>), (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn policy_versions(State(s): State<AppState>, ApiUser(_u): ApiUser, Path(p): Path<String>) -> ApiResult<Json<Vec<PolicyOut>>> {
+pub async fn policy_versions(
+    State(s): State<AppState>,
+    ApiUser(_u): ApiUser,
+    ApiPath(p): ApiPath<String>,
+) -> ApiResult<Json<Vec<PolicyOut>>> {
     Ok(Json(s.app.policy_history(&p).await?))
 }
 
@@ -52,7 +60,7 @@ pub struct PolicyBody {
 pub async fn put_policy(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(p): Path<String>,
+    ApiPath(p): ApiPath<String>,
     ApiJson(b): ApiJson<PolicyBody>,
 ) -> ApiResult<Json<PolicyOut>> {
     Ok(Json(s.app.set_policy(&u, &p, b.policy, &b.note).await?))
@@ -68,7 +76,11 @@ pub struct DashboardQuery {
 /// and per school.
 #[utoipa::path(get, path = "/api/v1/oversight/dashboard", tag = "oversight", security(("bearer" = [])), params(DashboardQuery),
     responses((status = 200, body = Dashboard), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn dashboard(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<DashboardQuery>) -> ApiResult<Json<Dashboard>> {
+pub async fn dashboard(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<DashboardQuery>,
+) -> ApiResult<Json<Dashboard>> {
     Ok(Json(s.app.dashboard(&u, q.region.as_deref()).await?))
 }
 
@@ -81,7 +93,11 @@ pub struct StaleQuery {
 /// Stale cases (open too long) in the caller's region.
 #[utoipa::path(get, path = "/api/v1/oversight/stale", tag = "oversight", security(("bearer" = [])), params(StaleQuery),
     responses((status = 200, body = Vec<StaleItem>), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn stale(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<StaleQuery>) -> ApiResult<Json<Vec<StaleItem>>> {
+pub async fn stale(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<StaleQuery>,
+) -> ApiResult<Json<Vec<StaleItem>>> {
     Ok(Json(s.app.stale_transfers(&u, q.days).await?))
 }
 
@@ -95,14 +111,22 @@ pub struct CloseBody {
 #[utoipa::path(post, path = "/api/v1/transfers/{id}/close", tag = "oversight", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body = CloseBody,
     responses((status = 200, body = TransferDetail), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn close(State(s): State<AppState>, ApiUser(u): ApiUser, Path(id): Path<i64>, ApiJson(b): ApiJson<CloseBody>) -> ApiResult<Json<TransferDetail>> {
+pub async fn close(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<CloseBody>,
+) -> ApiResult<Json<TransferDetail>> {
     Ok(Json(s.app.close_transfer(&u, id, &b.reason).await?))
 }
 
 /// Runs the deadline job now (reminders, escalation, 逾期视为同意); it also runs periodically.
 #[utoipa::path(post, path = "/api/v1/oversight/run-deadlines", tag = "oversight", security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 403, body = Problem)))]
-pub async fn run_deadlines(State(s): State<AppState>, ApiUser(u): ApiUser) -> ApiResult<Json<DeadlineReport>> {
+pub async fn run_deadlines(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> ApiResult<Json<DeadlineReport>> {
     if u.role != Role::NationalAdmin {
         return Err(Error::forbidden("只有全国学籍管理员可以手动运行期限检查").into());
     }
@@ -120,8 +144,14 @@ pub struct ParentQueryBody {
 /// 家长查询 (no login): the current step, its due date and the outcome — nothing else.
 #[utoipa::path(post, path = "/api/v1/public/transfer-progress", tag = "public", request_body = ParentQueryBody,
     responses((status = 200, body = ParentView), (status = 404, body = Problem), (status = 429, body = Problem)))]
-pub async fn parent_query(State(s): State<AppState>, ClientIp(ip): ClientIp, ApiJson(b): ApiJson<ParentQueryBody>) -> ApiResult<Json<ParentView>> {
-    Ok(Json(s.app.parent_query(&b.code, &b.student_name, &ip).await?))
+pub async fn parent_query(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(b): ApiJson<ParentQueryBody>,
+) -> ApiResult<Json<ParentView>> {
+    Ok(Json(
+        s.app.parent_query(&b.code, &b.student_name, &ip).await?,
+    ))
 }
 
 /// 统计: transfers in and out per region, by kind and outcome; working days per step and per

@@ -1,7 +1,7 @@
 //! Reference data and students: regions, schools, classes, students.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use xueji_app::paging::{Page, PageQuery};
@@ -10,7 +10,7 @@ use xueji_app::students::{StudentDetail, StudentFilter, StudentSummary};
 
 use super::paged;
 use crate::AppState;
-use crate::error::{ApiQuery, ApiResult, Problem};
+use crate::error::{ApiPath, ApiQuery, ApiResult, Problem};
 use crate::session::ApiUser;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -68,7 +68,7 @@ pub async fn schools(
 pub async fn classes(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> ApiResult<Json<Vec<ClassOut>>> {
     Ok(Json(s.app.classes(&u, &code).await?))
 }
@@ -116,7 +116,7 @@ pub async fn students(
 pub async fn student(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(no): Path<String>,
+    ApiPath(no): ApiPath<String>,
 ) -> ApiResult<Json<StudentDetail>> {
     Ok(Json(s.app.student(&u, &no).await?))
 }

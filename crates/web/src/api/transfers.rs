@@ -1,7 +1,7 @@
 //! `/api/v1/transfers`: 跨省转学 and 省内转学 share one resource.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use xueji_domain::Error;
 
 use super::paged;
 use crate::AppState;
-use crate::error::{ApiJson, ApiQuery, ApiResult, Problem};
+use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::session::ApiUser;
 
 /// Files a transfer application (转学申请) for the caller's school.
@@ -49,8 +49,15 @@ pub struct ListQuery {
 /// supervise).
 #[utoipa::path(get, path = "/api/v1/transfers", tag = "transfers", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, body = Vec<TransferSummary>), (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn list(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
-    let page = Page::from_query(PageQuery { page: q.page, per_page: q.per_page })?;
+pub async fn list(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let page = Page::from_query(PageQuery {
+        page: q.page,
+        per_page: q.per_page,
+    })?;
     let f = TransferFilter {
         status: q.status,
         kind: q.kind,
@@ -68,7 +75,11 @@ pub async fn list(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): A
 #[utoipa::path(get, path = "/api/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = TransferDetail), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn detail(State(s): State<AppState>, ApiUser(u): ApiUser, Path(id): Path<i64>) -> ApiResult<Json<TransferDetail>> {
+pub async fn detail(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<TransferDetail>> {
     Ok(Json(s.app.transfer(&u, id).await?))
 }
 
@@ -90,15 +101,23 @@ pub struct ReviewBody {
 pub async fn review(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<ReviewBody>,
 ) -> ApiResult<Json<TransferDetail>> {
     let approve = match b.decision.as_str() {
         "approve" => true,
         "reject" => false,
-        _ => return Err(Error::validation("decision", "decision 应为 approve（同意）或 reject（不同意）").into()),
+        _ => {
+            return Err(Error::validation(
+                "decision",
+                "decision 应为 approve（同意）或 reject（不同意）",
+            )
+            .into());
+        }
     };
-    Ok(Json(s.app.review_transfer(&u, id, approve, &b.opinion).await?))
+    Ok(Json(
+        s.app.review_transfer(&u, id, approve, &b.opinion).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -116,7 +135,7 @@ pub struct WithdrawBody {
 pub async fn withdraw(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<WithdrawBody>,
 ) -> ApiResult<Json<TransferDetail>> {
     Ok(Json(s.app.withdraw_transfer(&u, id, &b.reason).await?))
@@ -128,7 +147,11 @@ pub async fn withdraw(
     params(("id" = i64, Path)),
     responses((status = 200, body = TransferDetail), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
-pub async fn pull_file(State(s): State<AppState>, ApiUser(u): ApiUser, Path(id): Path<i64>) -> ApiResult<Json<TransferDetail>> {
+pub async fn pull_file(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<TransferDetail>> {
     Ok(Json(s.app.pull_file(&u, id).await?))
 }
 
@@ -152,22 +175,36 @@ pub struct PaperBody {
 pub async fn paper_file(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<PaperBody>,
 ) -> ApiResult<Json<TransferDetail>> {
     let sent = match b.action.as_str() {
         "sent" => true,
         "received" => false,
-        _ => return Err(Error::validation("action", "action 应为 sent（已寄出）或 received（已接收）").into()),
+        _ => {
+            return Err(Error::validation(
+                "action",
+                "action 应为 sent（已寄出）或 received（已接收）",
+            )
+            .into());
+        }
     };
-    Ok(Json(s.app.paper_file(&u, id, sent, b.method.as_deref(), &b.note).await?))
+    Ok(Json(
+        s.app
+            .paper_file(&u, id, sent, b.method.as_deref(), &b.note)
+            .await?,
+    ))
 }
 
 /// The current filter of the transfer query as an .xlsx workbook (导出); audited.
 #[utoipa::path(get, path = "/api/v1/transfers.xlsx", tag = "transfers", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>),
         (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn export(State(s): State<AppState>, ApiUser(u): ApiUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+pub async fn export(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
     let f = TransferFilter {
         status: q.status,
         kind: q.kind,
@@ -188,8 +225,14 @@ pub fn xlsx_response(bytes: Vec<u8>, filename: &str) -> Response {
     use axum::response::IntoResponse;
     (
         [
-            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         bytes,
@@ -204,7 +247,7 @@ pub fn xlsx_response(bytes: Vec<u8>, filename: &str) -> Response {
 pub async fn evidence(
     State(s): State<AppState>,
     ApiUser(u): ApiUser,
-    Path((id, evidence_id)): Path<(i64, i64)>,
+    ApiPath((id, evidence_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<Response> {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -212,7 +255,10 @@ pub async fn evidence(
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"evidence-{evidence_id}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"evidence-{evidence_id}\""),
+            ),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         bytes,
