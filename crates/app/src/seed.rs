@@ -520,6 +520,23 @@ impl DemoPlan {
                 Val::Time(at),
             ]);
         }
+        // A second account for each authority of the demo provinces, for provinces whose policy
+        // asks a leader's confirmation (领导确认) after the operator: a different person.
+        for r in regions_data()
+            .iter()
+            .filter(|r| matches!(&r.code[0..2], "41" | "44" | "11"))
+        {
+            users.push(vec![
+                Val::Text(format!("edu{}-leader", r.code)),
+                Val::Text(password_hash.into()),
+                Val::Text(format!("{}学籍主管领导", r.name)),
+                Val::Text("authority_admin".into()),
+                Val::OptInt(None),
+                Val::OptText(Some(r.code.into())),
+                Val::Bool(false),
+                Val::Time(at),
+            ]);
+        }
         for (i, s) in self.schools.iter().enumerate() {
             for (suffix, role, label) in [
                 ("admin", "school_admin", "学籍管理员"),

@@ -262,6 +262,7 @@ pub(crate) struct StepRow {
     pub(crate) shared: bool,
     pub(crate) decision: Option<String>,
     pub(crate) opinion: Option<String>,
+    pub(crate) actor_user_id: Option<i64>,
     pub(crate) actor_username: Option<String>,
     pub(crate) actor_name: Option<String>,
     pub(crate) decided_at: Option<DateTime<Utc>>,
@@ -404,7 +405,7 @@ impl App {
         let Some(row) = row else { return Ok(None) };
         let steps: Vec<StepRow> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
-             u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
+             st.actor_user_id, u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
              COALESCE(sc.name, a.name) AS party_name, st.deadline_days, st.overdue_action, st.escalated_to, st.auto_decided \
              FROM transfer_steps st LEFT JOIN users u ON u.id = st.actor_user_id \
              LEFT JOIN schools sc ON st.party_kind = 'school' AND sc.code = st.party_code \
@@ -1003,6 +1004,15 @@ impl App {
                     .into());
                 }
             }
+        }
+        if matches!(action, Action::Review { .. })
+            && let Some(cur) = steps.get(state.current_step)
+            && cur.role == "leader_confirm"
+            && state.current_step > 0
+            && steps[state.current_step - 1].actor_user_id == Some(user.id)
+        {
+            // 领导确认 is a second pair of eyes: not the operator who approved the step before.
+            return Err(Error::forbidden("领导确认须由经办人以外的人员办理").into());
         }
         let who = Who {
             user_id: Some(user.id),

@@ -601,3 +601,47 @@ async fn statistics_count_outcomes_durations_and_reasons() {
         dispose(&app.db).await;
     }
 }
+
+#[tokio::test]
+async fn a_leader_confirmation_is_made_by_another_person() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let gd = user(&app, "edu440000").await;
+        app.set_policy(
+            &gd,
+            "440000",
+            Policy {
+                leader_confirm: true,
+                ..Policy::default()
+            },
+            "领导确认",
+        )
+        .await
+        .unwrap();
+        let t = file(&app, "4101050001", "4401060001", 0).await.unwrap();
+        let codes: Vec<&str> = t.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "in_school",
+                "in_authority",
+                "in_authority_leader",
+                "out_school",
+                "out_authority"
+            ]
+        );
+        approve(&app, "4401060001-reviewer", t.id).await;
+        let operator = user(&app, "edu440106").await;
+        app.review_transfer(&operator, t.id, true, "经办同意")
+            .await
+            .unwrap();
+        assert_eq!(
+            refused(app.review_transfer(&operator, t.id, true, "").await),
+            ErrorCode::Forbidden
+        );
+        let t = approve(&app, "edu440106-leader", t.id).await;
+        assert_eq!(t.status, "out_school_review");
+        assert_eq!(t.steps[2].actor.as_deref(), Some("edu440106-leader"));
+        dispose(&app.db).await;
+    }
+}
