@@ -175,6 +175,9 @@ fn print_demo_banner(url: &str) {
     println!("    4101050001-admin / 4101050001-reviewer   金水区第一小学 学籍管理员 / 审核员");
     println!("    4401060001-admin / 4401060001-reviewer   天河区第一小学 学籍管理员 / 审核员");
     println!(
+        "    edu410105-leader …       河南/广东/北京各学籍主管部门的领导账号（政策要求领导确认时）"
+    );
+    println!(
         "    (每所学校: <学校标识码>-admin, <学校标识码>-reviewer; 每个地区: edu<行政区划代码>)"
     );
 }
