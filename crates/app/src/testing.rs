@@ -67,16 +67,35 @@ fn pg_url_with_db(base: &str, db: &str) -> String {
 }
 
 async fn pg_admin_exec(sql: &str) {
+    // PostgreSQL refuses `CREATE DATABASE … TEMPLATE t` while another session is connected to
+    // `t` — including another clone of it running at the same moment. Clones are serialised within
+    // the process, and a refusal caused by another process is retried.
+    static ADMIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = ADMIN.lock().await;
+    let mut last = String::new();
+    for attempt in 0..50u64 {
+        match pg_admin_try(sql).await {
+            Ok(()) => return,
+            Err(e) => {
+                last = e.to_string();
+                tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1).min(10)))
+                    .await;
+            }
+        }
+    }
+    panic!("admin statement failed after retries: {sql}: {last}");
+}
+
+async fn pg_admin_try(sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let base = std::env::var(PG_ENV).expect("PostgreSQL test URL");
-    let mut c = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to the PostgreSQL test server");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut c = sqlx::PgConnection::connect(&base).await?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&mut c)
         .await
-        .expect("admin statement");
+        .map(|_| ());
     let _ = c.close().await;
+    r
 }
 
 /// An empty, migrated database (no reference data).
