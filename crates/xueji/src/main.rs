@@ -185,6 +185,7 @@ fn print_demo_banner(url: &str) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { db, addr } => {
+            let signals = stop_signals();
             let started = Instant::now();
             let app = open(&format!("sqlite://{}", db.display())).await?;
             let summary = app.seed_demo().await?;
@@ -200,15 +201,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.users
             );
             print_demo_banner(&server.url());
-            wait_for_signal().await;
+            wait_for_signal(signals).await;
             server.stop().await?;
         }
         Command::Serve { db, addr } => {
+            let signals = stop_signals();
             let app = open(&db.url(DEFAULT_DB)).await?;
             tokio::spawn(deadline_loop(app.clone()));
             let server = xueji_web::Server::start(app, &addr).await?;
             tracing::info!("listening on {}", server.url());
-            wait_for_signal().await;
+            wait_for_signal(signals).await;
             server.stop().await?;
         }
         Command::Migrate { db } => {
@@ -391,16 +393,28 @@ async fn import_students(
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// The stop signals, installed before the server announces it is ready: a SIGTERM that arrives
+/// right after the ready line must stop it gracefully, not kill it.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+fn stop_signals() -> StopSignals {
+    StopSignals {
+        term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+    }
+}
+
+async fn wait_for_signal(mut signals: StopSignals) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+        match signals.term.as_mut() {
+            Some(s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
