@@ -114,31 +114,3 @@ impl Server {
         self.task.await.map_err(std::io::Error::other)?
     }
 }
-
-/// Serves until SIGTERM or Ctrl-C, logging `listening on http://HOST:PORT` once ready.
-pub async fn serve_until_signal(app: App, addr: &str) -> std::io::Result<()> {
-    let server = Server::start(app, addr).await?;
-    tracing::info!("listening on {}", server.url());
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.stop().await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
