@@ -8,6 +8,8 @@ mod auth;
 mod bad_input;
 #[path = "http/lists.rs"]
 mod lists;
+#[path = "http/policy.rs"]
+mod policy;
 #[path = "http/reference.rs"]
 mod reference;
 #[path = "http/transfers.rs"]
