@@ -177,3 +177,16 @@ pub async fn demo_app_with_clock(backend: Backend, clock: Clock) -> App {
     db.migrate().await.expect("migrate");
     App::new(db, clock).await.expect("app")
 }
+
+/// Closes a test's database and, on PostgreSQL, drops it (SQLite files live in the temp dir).
+pub async fn dispose(db: &Db) {
+    if db.backend() != Backend::Postgres {
+        db.close().await;
+        return;
+    }
+    let name: Result<String, sqlx::Error> = crate::on_pool!(db.read(), p => sqlx::query_scalar("SELECT current_database()::text").fetch_one(p).await);
+    db.close().await;
+    if let Ok(name) = name {
+        let _ = pg_admin_try(&format!("DROP DATABASE IF EXISTS {name}")).await;
+    }
+}

@@ -23,7 +23,7 @@ mod transfers;
 use xueji_app::auth::{CurrentUser, SessionKind};
 use xueji_app::paging::Page;
 use xueji_app::seed::DEMO_PASSWORD;
-use xueji_app::{App, AppResult, Backend, Db};
+use xueji_app::{App, AppResult, Db};
 use xueji_domain::ErrorCode;
 
 /// Signs a demo account in and returns who it is.
@@ -66,21 +66,5 @@ pub async fn count(db: &Db, sql: &str) -> i64 {
 
 /// Drops a test's PostgreSQL database when the test is done (SQLite files live in the temp dir).
 pub async fn dispose(db: &Db) {
-    if db.backend() != Backend::Postgres {
-        db.close().await;
-        return;
-    }
-    let name: String = xueji_app::on_pool!(db.read(), p => sqlx::query_scalar("SELECT current_database()::text").fetch_one(p).await)
-        .expect("current_database");
-    db.close().await;
-    use sqlx::Connection;
-    let base = std::env::var(xueji_app::testing::PG_ENV).expect("url");
-    if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name}"
-        )))
-        .execute(&mut c)
-        .await;
-        let _ = c.close().await;
-    }
+    xueji_app::testing::dispose(db).await;
 }

@@ -98,24 +98,7 @@ impl Srv {
 }
 
 async fn dispose(app: &App) {
-    let db = &app.db;
-    if db.backend() != Backend::Postgres {
-        db.close().await;
-        return;
-    }
-    let name: String = xueji_app::on_pool!(db.read(), p => sqlx::query_scalar("SELECT current_database()::text").fetch_one(p).await)
-        .expect("current_database");
-    db.close().await;
-    use sqlx::Connection;
-    let base = std::env::var(xueji_app::testing::PG_ENV).expect("url");
-    if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name}"
-        )))
-        .execute(&mut c)
-        .await;
-        let _ = c.close().await;
-    }
+    xueji_app::testing::dispose(&app.db).await;
 }
 
 pub fn content_type(res: &Response) -> String {

@@ -45,6 +45,21 @@ pub struct ListQuery {
     pub per_page: Option<i64>,
 }
 
+impl ListQuery {
+    fn filter(&self) -> TransferFilter {
+        TransferFilter {
+            status: self.status.clone(),
+            kind: self.kind.clone(),
+            todo: self.todo,
+            q: self.q.clone(),
+            from_date: self.from_date,
+            to_date: self.to_date,
+            overdue: self.overdue,
+            direction: self.direction.clone(),
+        }
+    }
+}
+
 /// The transfers the caller's organisation takes part in (authorities: those of the schools they
 /// supervise).
 #[utoipa::path(get, path = "/api/v1/transfers", tag = "transfers", security(("bearer" = [])), params(ListQuery),
@@ -58,16 +73,7 @@ pub async fn list(
         page: q.page,
         per_page: q.per_page,
     })?;
-    let f = TransferFilter {
-        status: q.status,
-        kind: q.kind,
-        todo: q.todo,
-        q: q.q,
-        from_date: q.from_date,
-        to_date: q.to_date,
-        overdue: q.overdue,
-        direction: q.direction,
-    };
+    let f = q.filter();
     Ok(paged(s.app.transfers(&u, &f, page).await?))
 }
 
@@ -205,16 +211,7 @@ pub async fn export(
     ApiUser(u): ApiUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
-    let f = TransferFilter {
-        status: q.status,
-        kind: q.kind,
-        todo: q.todo,
-        q: q.q,
-        from_date: q.from_date,
-        to_date: q.to_date,
-        overdue: q.overdue,
-        direction: q.direction,
-    };
+    let f = q.filter();
     let bytes = s.app.export_transfers(&u, &f).await?;
     Ok(xlsx_response(bytes, "transfers.xlsx"))
 }
