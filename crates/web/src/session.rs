@@ -108,3 +108,14 @@ pub fn same_token(a: &str, b: &str) -> bool {
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }
+
+/// The session's CSRF token must come back with every form of a signed-in page.
+pub fn check_csrf(u: &WebUser, token: &str) -> Result<(), xueji_domain::Error> {
+    if !token.is_empty() && same_token(token, &u.csrf) {
+        Ok(())
+    } else {
+        Err(xueji_domain::Error::forbidden(
+            "页面已过期或来源不明，请刷新页面后重新提交",
+        ))
+    }
+}

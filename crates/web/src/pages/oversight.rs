@@ -32,7 +32,7 @@ use super::{
     Layout, PageResult, fmt_date, last_value, query_string, status_of, url_encode, user_error,
 };
 use crate::AppState;
-use crate::session::{WebUser, same_token};
+use crate::session::WebUser;
 
 type Pairs = Vec<(String, String)>;
 
@@ -68,14 +68,7 @@ impl Opt {
     }
 }
 
-/// The session's CSRF token must come back with every form.
-fn check_csrf(u: &WebUser, token: &str) -> Result<(), Error> {
-    if !token.is_empty() && same_token(token, &u.csrf) {
-        Ok(())
-    } else {
-        Err(Error::forbidden("页面已过期，请刷新页面后重新提交"))
-    }
-}
+use crate::session::check_csrf;
 
 /// Region names, read once per page.
 struct Names<'a> {

@@ -25,7 +25,7 @@ use super::{
     status_of, url_encode, user_error,
 };
 use crate::AppState;
-use crate::session::{WebUser, same_token};
+use crate::session::WebUser;
 
 type Pairs = Vec<(String, String)>;
 
@@ -48,16 +48,7 @@ pub(super) fn parse_kind(s: &str) -> Result<TransferKind, Error> {
     })
 }
 
-/// The session's CSRF token must come back with every form.
-pub(super) fn check_csrf(u: &WebUser, token: &str) -> Result<(), Error> {
-    if !token.is_empty() && same_token(token, &u.csrf) {
-        Ok(())
-    } else {
-        Err(Error::forbidden(
-            "页面已过期或来源不明，请刷新页面后重新提交",
-        ))
-    }
-}
+pub(super) use crate::session::check_csrf;
 
 /// A due date as work lists show it: the date, its mark, and how late it is.
 pub struct Due {
