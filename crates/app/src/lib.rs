@@ -17,6 +17,8 @@ pub mod oversight;
 pub mod paging;
 pub mod parent;
 pub mod policies;
+pub mod problems;
+pub mod promotion;
 pub mod reference;
 pub mod registration;
 pub mod seed;

@@ -23,6 +23,7 @@ pub fn status_label_zh(status: &str) -> &'static str {
         "withdrawn" => "退学",
         "deceased" => "死亡",
         "abroad" => "出境学习",
+        "deleted" => "已删除",
         _ => "其他",
     }
 }

@@ -13,6 +13,10 @@ mod jurisdiction;
 mod login;
 #[path = "app/policy.rs"]
 mod policy;
+#[path = "app/problems.rs"]
+mod problems;
+#[path = "app/promotion.rs"]
+mod promotion;
 #[path = "app/records.rs"]
 mod records;
 #[path = "app/schema.rs"]
