@@ -2,9 +2,11 @@
 //! domain transition, and writes the change, its audit row and its notifications in one
 //! transaction.
 
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod calendar_admin;
+pub mod changes;
 pub mod clock;
 pub mod db;
 pub mod deadlines;
@@ -21,6 +23,7 @@ pub mod problems;
 pub mod promotion;
 pub mod reference;
 pub mod registration;
+pub mod sanctions;
 pub mod seed;
 pub mod statistics;
 pub mod students;

@@ -47,9 +47,9 @@ pub struct StudentSummary {
 }
 
 #[derive(sqlx::FromRow)]
-struct StudentRow {
-    id: i64,
-    student_no: String,
+pub(crate) struct StudentRow {
+    pub(crate) id: i64,
+    pub(crate) student_no: String,
     name: String,
     gender: String,
     birth_date: NaiveDate,
@@ -58,7 +58,7 @@ struct StudentRow {
     ethnicity: String,
     ethnicity_name: String,
     status: String,
-    school_id: Option<i64>,
+    pub(crate) school_id: Option<i64>,
     school_code: Option<String>,
     school_name: Option<String>,
     region_code: Option<String>,
@@ -217,7 +217,11 @@ impl App {
 
     /// Whether the caller may see a student: the student's current school is in scope, or a school
     /// in scope held the student before (its read-only 已转出 record).
-    async fn may_see_student(&self, user: &CurrentUser, row: &StudentRow) -> AppResult<bool> {
+    pub(crate) async fn may_see_student(
+        &self,
+        user: &CurrentUser,
+        row: &StudentRow,
+    ) -> AppResult<bool> {
         let scope = user.scope();
         if let (Some(sid), Some(region)) = (row.school_id, row.region_code.as_deref())
             && scope.covers_school(sid, region)
@@ -232,7 +236,7 @@ impl App {
             .any(|(id, region)| scope.covers_school(*id, region)))
     }
 
-    async fn student_row(&self, student_no: &str) -> AppResult<Option<StudentRow>> {
+    pub(crate) async fn student_row(&self, student_no: &str) -> AppResult<Option<StudentRow>> {
         let no = student_no.trim().to_uppercase();
         let sql = format!(
             "{STUDENT_SELECT} WHERE st.id = (SELECT student_id FROM student_numbers WHERE student_no = $1)"

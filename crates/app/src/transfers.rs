@@ -764,6 +764,7 @@ impl App {
             from_grade: Grade::parse(&from_grade)?,
             to_grade: grade,
             suspended: st.status == "suspended",
+            sanctioned: from_policy.refuse_sanctioned && self.sanctioned_on(st.id, today).await?,
             reason,
             evidence_files: files.len() as u32,
         };

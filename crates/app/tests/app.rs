@@ -3,6 +3,8 @@
 
 #[path = "app/audit_chain.rs"]
 mod audit_chain;
+#[path = "app/changes.rs"]
+mod changes;
 #[path = "app/dataset.rs"]
 mod dataset;
 #[path = "app/group_commit.rs"]

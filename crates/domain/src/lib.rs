@@ -3,9 +3,11 @@
 
 pub mod access;
 pub mod calendar;
+pub mod change;
 pub mod error;
 pub mod ids;
 pub mod policy;
+pub mod sanction;
 pub mod transfer;
 
 pub use error::{Error, ErrorCode, Result};

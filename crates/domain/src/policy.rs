@@ -157,6 +157,8 @@ pub struct Policy {
     pub closed_grades: Vec<ClosedGrade>,
     /// Refuse students in 休学 (always true nationally; kept explicit for the rule's name).
     pub refuse_suspended: bool,
+    /// Refuse students under a sanction in force (处分期内不得转出).
+    pub refuse_sanctioned: bool,
     /// Authority levels above the county reviewing this province's side, in order.
     pub extra_levels: Vec<Level>,
     /// A leader's confirmation after each authority operator step on this side.
@@ -175,6 +177,7 @@ impl Default for Policy {
             freezes: vec![],
             closed_grades: vec![],
             refuse_suspended: true,
+            refuse_sanctioned: false,
             extra_levels: vec![],
             leader_confirm: false,
             shared_authority_once: true,
@@ -218,6 +221,8 @@ pub struct FilingFacts<'a> {
     /// The target grade (the receiving side's rules look at it).
     pub to_grade: Grade,
     pub suspended: bool,
+    /// A 处分 is in force on the filing date.
+    pub sanctioned: bool,
     pub reason: &'a str,
     pub evidence_files: u32,
 }
@@ -318,6 +323,12 @@ impl Policy {
             return Err(violation(
                 province_name,
                 "休学期间不办理转学，须先复学".into(),
+            ));
+        }
+        if self.refuse_sanctioned && f.sanctioned && side == Side::Out {
+            return Err(violation(
+                province_name,
+                "学生处分期内不办理转出，须待处分期满或解除处分".into(),
             ));
         }
         if side == Side::In {
@@ -449,6 +460,7 @@ mod tests {
             from_grade: Grade::parse("23").unwrap(),
             to_grade: Grade::parse("23").unwrap(),
             suspended: false,
+            sanctioned: false,
             reason: "随父母务工",
             evidence_files: 0,
         }
@@ -598,6 +610,29 @@ mod tests {
         assert!(e.message.contains("居住证明"));
         f.evidence_files = 1;
         assert!(p.check_filing(Side::In, "x", &f).is_ok());
+    }
+
+    #[test]
+    fn sanctioned_students_are_refused_only_where_the_sending_province_says_so() {
+        let mut f = facts(d(10, 8));
+        f.sanctioned = true;
+        assert!(
+            Policy::default().check_filing(Side::Out, "x", &f).is_ok(),
+            "the national default does not refuse sanctioned students"
+        );
+        let p = Policy {
+            refuse_sanctioned: true,
+            ..Policy::default()
+        };
+        let e = p.check_filing(Side::Out, "河南省", &f).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation);
+        assert!(e.message.contains("河南省") && e.message.contains("处分"));
+        assert!(
+            p.check_filing(Side::In, "河南省", &f).is_ok(),
+            "the receiving province's rule does not look at the sending side"
+        );
+        f.sanctioned = false;
+        assert!(p.check_filing(Side::Out, "河南省", &f).is_ok());
     }
 
     #[test]

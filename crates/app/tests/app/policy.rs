@@ -645,3 +645,161 @@ async fn a_leader_confirmation_is_made_by_another_person() {
         dispose(&app.db).await;
     }
 }
+
+/// 处分: the school that holds the student records and revokes it; the sending province's
+/// `refuse_sanctioned` refuses a transfer out while one is in force, naming the rule.
+#[tokio::test]
+async fn sanctions_are_recorded_revoked_and_refused_where_the_sending_province_says_so() {
+    use xueji_app::sanctions::NewSanction;
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let admin = user(&app, "4101050001-admin").await;
+        let f = StudentFilter {
+            grade: Some("13".into()),
+            ..Default::default()
+        };
+        let s = app.students(&admin, &f, all()).await.unwrap().items[0].clone();
+        let no = s.student_no.clone();
+        let new = |kind: &str, reason: &str, decided: NaiveDate| NewSanction {
+            kind: kind.into(),
+            reason: reason.into(),
+            decided_on: decided,
+            ends_on: None,
+        };
+        // Who may record: only the current school's 学籍管理员.
+        let reviewer = user(&app, "4101050001-reviewer").await;
+        let county = user(&app, "edu410105").await;
+        let other = user(&app, "4101050002-admin").await;
+        let ok = new("demerit", "课堂斗殴，校字〔2026〕3号", date(10, 8));
+        assert_eq!(
+            refused(app.record_sanction(&reviewer, &no, &ok).await),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refused(app.record_sanction(&county, &no, &ok).await),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refused(app.record_sanction(&other, &no, &ok).await),
+            ErrorCode::NotFound,
+            "another school does not learn the student exists"
+        );
+        assert_eq!(
+            refused(app.sanctions(&other, &no).await),
+            ErrorCode::NotFound
+        );
+        // What is checked.
+        assert_eq!(
+            refused(
+                app.record_sanction(&admin, &no, &new("expulsion", "x", date(10, 8)))
+                    .await
+            ),
+            ErrorCode::ValidationFailed
+        );
+        assert_eq!(
+            refused(
+                app.record_sanction(&admin, &no, &new("warning", "  ", date(10, 8)))
+                    .await
+            ),
+            ErrorCode::ReasonRequired
+        );
+        assert_eq!(
+            refused(
+                app.record_sanction(&admin, &no, &new("warning", "x", date(11, 3)))
+                    .await
+            ),
+            ErrorCode::ValidationFailed,
+            "a decision cannot be dated after today (the test clock is 11-02)"
+        );
+        let rec = app.record_sanction(&admin, &no, &ok).await.unwrap();
+        assert!(rec.in_force);
+        assert_eq!(rec.kind_name, "记过");
+        assert_eq!(rec.ends_on, NaiveDate::from_ymd_opt(2027, 10, 8).unwrap());
+        // The county authority reads it; the audit trail has it.
+        let seen = app.sanctions(&county, &no).await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].reason, "课堂斗殴，校字〔2026〕3号");
+        assert_eq!(
+            crate::count(
+                &app.db,
+                &format!("SELECT COUNT(*) FROM audit_log WHERE action = 'sanction.record' AND entity_id = '{no}'")
+            )
+            .await,
+            1
+        );
+
+        // The national default does not refuse; 河南 opting in does, on its own (sending) side only.
+        let to_admin = user(&app, "4401060001-admin").await;
+        let class = app
+            .classes(&to_admin, "4401060001")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.grade == "13")
+            .unwrap()
+            .id;
+        let req = NewTransfer {
+            from_province: "410000".into(),
+            student_name: s.name.clone(),
+            student_ref: no.clone(),
+            to_grade: "13".into(),
+            to_class_id: class,
+            reason: "随迁".into(),
+        };
+        let gd_strict = Policy {
+            refuse_sanctioned: true,
+            ..Policy::default()
+        };
+        app.set_policy(&user(&app, "edu440000").await, "440000", gd_strict, "")
+            .await
+            .unwrap();
+        let t = app
+            .file_transfer(&to_admin, &req, vec![])
+            .await
+            .expect("the receiving province's rule does not look at the sending side");
+        app.withdraw_transfer(&to_admin, t.id, "测试撤销")
+            .await
+            .unwrap();
+        let ha_strict = Policy {
+            refuse_sanctioned: true,
+            ..Policy::default()
+        };
+        app.set_policy(&user(&app, "edu410000").await, "410000", ha_strict, "")
+            .await
+            .unwrap();
+        let e = app
+            .file_transfer(&to_admin, &req, vec![])
+            .await
+            .unwrap_err()
+            .to_domain();
+        assert_eq!(e.code, ErrorCode::PolicyViolation);
+        assert!(
+            e.message.contains("河南省") && e.message.contains("处分"),
+            "{}",
+            e.message
+        );
+
+        // 解除处分 by the school: filing goes through; a second revocation is a conflict.
+        assert_eq!(
+            refused(app.revoke_sanction(&admin, rec.id, "").await),
+            ErrorCode::ReasonRequired
+        );
+        assert_eq!(
+            refused(app.revoke_sanction(&other, rec.id, "表现良好").await),
+            ErrorCode::NotFound
+        );
+        let revoked = app
+            .revoke_sanction(&admin, rec.id, "表现良好，提前解除")
+            .await
+            .unwrap();
+        assert!(!revoked.in_force && revoked.revoked_at.is_some());
+        assert_eq!(
+            refused(app.revoke_sanction(&admin, rec.id, "再次").await),
+            ErrorCode::Conflict
+        );
+        app.file_transfer(&to_admin, &req, vec![])
+            .await
+            .expect("no sanction in force any more");
+        dispose(&app.db).await;
+    }
+}

@@ -4,8 +4,10 @@ mod auth;
 mod calendar;
 mod notifications;
 mod oversight;
+mod problems;
 mod records;
 mod reference;
+mod sanctions;
 mod transfers;
 
 use axum::Json;
@@ -62,6 +64,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(records::export))
         .routes(routes!(records::identity_status))
         .routes(routes!(records::run_identity_checks))
+        .routes(routes!(sanctions::list, sanctions::record))
+        .routes(routes!(sanctions::revoke))
+        .routes(routes!(problems::list))
+        .routes(routes!(problems::detail))
+        .routes(routes!(problems::act))
+        .routes(routes!(problems::decide))
+        .routes(routes!(problems::blockers))
+        .routes(routes!(problems::promote))
+        .routes(routes!(problems::archive))
         .routes(routes!(calendar::add_working_days))
         .routes(routes!(calendar::days))
         .routes(routes!(calendar::set_day, calendar::delete_day))

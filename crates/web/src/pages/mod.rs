@@ -10,6 +10,7 @@ mod calendar;
 mod home;
 mod messages;
 pub mod oversight;
+mod sanctions;
 mod schools;
 mod students;
 mod transfer_apply;
@@ -44,6 +45,14 @@ pub fn router() -> Router<AppState> {
         .route("/students", get(students::list))
         .route("/students/open", get(students::open))
         .route("/students/{student_no}", get(students::detail))
+        .route(
+            "/students/{student_no}/sanctions",
+            get(sanctions::page).post(sanctions::record),
+        )
+        .route(
+            "/students/{student_no}/sanctions/{id}/revoke",
+            post(sanctions::revoke),
+        )
         .route("/schools", get(schools::list))
         .route("/schools/{code}", get(schools::detail))
         .route(

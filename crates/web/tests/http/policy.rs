@@ -176,3 +176,98 @@ async fn policy_rules_refuse_applications_and_everyone_reads_them() {
         s.stop().await;
     }
 }
+
+/// 处分 over HTTP: recorded by the holding school (201), read by its authority, refused to others
+/// with stable codes, revoked once (then `conflict`).
+#[tokio::test]
+async fn sanctions_are_recorded_read_and_revoked_with_stable_codes() {
+    for backend in backends() {
+        let s = Srv::start(backend).await;
+        let admin = s.login("4101050001-admin").await;
+        let list: Value = s
+            .get("/api/v1/students?school=4101050001&per_page=1", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let no = list[0]["student_no"].as_str().unwrap().to_string();
+        let path = format!("/api/v1/students/{no}/sanctions");
+        let body = json!({ "kind": "warning", "reason": "多次旷课", "decided_on": "2026-10-08" });
+        let reviewer = s.login("4101050001-reviewer").await;
+        expect_problem(
+            send(&s, Method::POST, Some(&reviewer), &path, body.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        let other = s.login("4401060001-admin").await;
+        expect_problem(
+            send(&s, Method::POST, Some(&other), &path, body.clone()).await,
+            404,
+            "not_found",
+        )
+        .await;
+        expect_problem(
+            send(
+                &s,
+                Method::POST,
+                Some(&admin),
+                &path,
+                json!({ "kind": "warning", "reason": "", "decided_on": "2026-10-08" }),
+            )
+            .await,
+            422,
+            "reason_required",
+        )
+        .await;
+        expect_problem(
+            send(
+                &s,
+                Method::POST,
+                Some(&admin),
+                &path,
+                json!({ "kind": "warning", "reason": "x", "decided_on": "08/10/2026" }),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        let res = send(&s, Method::POST, Some(&admin), &path, body).await;
+        assert_eq!(res.status().as_u16(), 201);
+        let rec: Value = res.json().await.unwrap();
+        assert_eq!(rec["kind_name"], "警告");
+        assert_eq!(rec["ends_on"], "2027-04-08");
+        assert_eq!(rec["in_force"], true);
+        let county = s.login("edu410105").await;
+        let seen: Value = s.get(&path, &county).await.json().await.unwrap();
+        assert_eq!(seen.as_array().unwrap().len(), 1);
+        let revoke = format!("/api/v1/sanctions/{}/revoke", rec["id"]);
+        let res = send(
+            &s,
+            Method::POST,
+            Some(&admin),
+            &revoke,
+            json!({ "reason": "已改正" }),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 200);
+        let done: Value = res.json().await.unwrap();
+        assert_eq!(done["in_force"], false);
+        assert_eq!(done["revoke_reason"], "已改正");
+        expect_problem(
+            send(
+                &s,
+                Method::POST,
+                Some(&admin),
+                &revoke,
+                json!({ "reason": "再次" }),
+            )
+            .await,
+            409,
+            "conflict",
+        )
+        .await;
+        s.stop().await;
+    }
+}

@@ -140,6 +140,14 @@ fn rules_of(p: &Policy) -> Vec<Rule> {
             lines: yes_no(p.refuse_suspended, "休学期间不得转出，须先复学", "不限制"),
         },
         Rule {
+            label: "受处分学生",
+            lines: yes_no(
+                p.refuse_sanctioned,
+                "处分期内不得转出，须待期满或解除处分",
+                "不限制",
+            ),
+        },
+        Rule {
             label: "本省审核层级",
             lines: vec![format!(
                 "学校审核 → {}",
@@ -255,6 +263,7 @@ pub struct PolicyForm {
     pub freezes: Vec<FreezeRow>,
     pub grades: Vec<GradeRow>,
     pub refuse_suspended: bool,
+    pub refuse_sanctioned: bool,
     pub leader_confirm: bool,
     pub shared_once: bool,
     pub level_city: bool,
@@ -341,6 +350,7 @@ impl PolicyForm {
                 })
                 .collect(),
             refuse_suspended: p.refuse_suspended,
+            refuse_sanctioned: p.refuse_sanctioned,
             leader_confirm: p.leader_confirm,
             shared_once: p.shared_authority_once,
             level_city: p.extra_levels.contains(&Level::City),
@@ -383,6 +393,7 @@ impl PolicyForm {
         let has = |k: &str| pairs.iter().any(|(key, _)| key == k);
         let mut f = PolicyForm {
             refuse_suspended: has("refuse_suspended"),
+            refuse_sanctioned: has("refuse_sanctioned"),
             leader_confirm: has("leader_confirm"),
             shared_once: has("shared_authority_once"),
             level_city: has("level_city"),
@@ -518,6 +529,7 @@ impl PolicyForm {
             freezes,
             closed_grades,
             refuse_suspended: self.refuse_suspended,
+            refuse_sanctioned: self.refuse_sanctioned,
             extra_levels,
             leader_confirm: self.leader_confirm,
             shared_authority_once: self.shared_once,
