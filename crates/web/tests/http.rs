@@ -90,6 +90,37 @@ impl Srv {
             .expect("POST login")
     }
 
+    /// Signs in through the login page like a browser; the client keeps the session cookie.
+    pub async fn web_login(&self, username: &str) -> reqwest::Client {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let form = c
+            .get(format!("{}/login", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = hidden_csrf(&form);
+        let res = c
+            .post(format!("{}/login", self.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("username", username),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303, "web login {username}");
+        c
+    }
+
     /// Stops the server and drops the test's PostgreSQL database.
     pub async fn stop(self) {
         self.server.stop().await.expect("graceful stop");
@@ -99,6 +130,12 @@ impl Srv {
 
 async fn dispose(app: &App) {
     xueji_app::testing::dispose(&app.db).await;
+}
+
+/// The first `_csrf` hidden field of a page.
+pub fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..].split('"').next().unwrap().to_string()
 }
 
 pub fn content_type(res: &Response) -> String {

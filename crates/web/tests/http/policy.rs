@@ -271,3 +271,81 @@ async fn sanctions_are_recorded_read_and_revoked_with_stable_codes() {
         s.stop().await;
     }
 }
+
+/// The 处分记录 page: the holding school's administrator records one through the form (a refused
+/// form keeps what was typed), the page lists it; a cross-site post without the token is refused.
+#[tokio::test]
+async fn sanctions_page_records_through_the_form() {
+    for backend in backends() {
+        let s = Srv::start(backend).await;
+        let token = s.login("4101050001-admin").await;
+        let list: Value = s
+            .get("/api/v1/students?school=4101050001&per_page=1", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let no = list[0]["student_no"].as_str().unwrap().to_string();
+        let web = s.web_login("4101050001-admin").await;
+        let url = format!("{}/students/{no}/sanctions", s.base);
+        let page = web.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("无处分记录") && page.contains("记录处分"));
+        let csrf = crate::hidden_csrf(&page);
+        let res = web
+            .post(&url)
+            .form(&[
+                ("kind", "demerit"),
+                ("reason", "<b>打架</b>"),
+                ("decided_on", "2026-10-08"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "no token, no change");
+        let res = web
+            .post(&url)
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("kind", "demerit"),
+                ("reason", "<b>打架</b>"),
+                ("decided_on", "2026/10/08"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("日期格式应为YYYY-MM-DD"));
+        assert!(
+            html.contains("打架") && !html.contains("<b>打架"),
+            "typed reason kept, escaped"
+        );
+        let res = web
+            .post(&url)
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("kind", "demerit"),
+                ("reason", "<b>打架</b>"),
+                ("decided_on", "2026-10-08"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        let page = web
+            .get(format!("{url}?done=record"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("处分已记录") && page.contains("记过") && page.contains("处分期内"));
+        assert!(page.contains("2027-10-08") && page.contains("解除处分"));
+        // The county authority sees it, without the forms.
+        let county = s.web_login("edu410105").await;
+        let page = county.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("记过") && !page.contains("记录处分</button>"));
+        s.stop().await;
+    }
+}
