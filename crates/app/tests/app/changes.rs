@@ -81,9 +81,14 @@ async fn status_changes_apply_their_effects_after_approval() {
     for backend in backends() {
         let app = demo_app(backend).await;
         let admin = user(&app, ADMIN).await;
+        // Picked once: the list's order moves as students change class and status.
+        let mut g22 = vec![];
+        for i in 0..6 {
+            g22.push(nth_student(&app, JUNIOR, "22", i).await.0);
+        }
 
         // 休学 with its period, then 复学 into the grade below.
-        let (no, _) = nth_student(&app, JUNIOR, "22", 0).await;
+        let no = g22[0].clone();
         let mut r = req("suspension");
         r.from_date = NaiveDate::from_ymd_opt(2026, 11, 2);
         r.until_date = NaiveDate::from_ymd_opt(2027, 7, 1);
@@ -120,7 +125,7 @@ async fn status_changes_apply_their_effects_after_approval() {
         assert_eq!(s.enrollments[0].status, "active");
 
         // 辍学: the report duty is stated and the authority told at once and on approval.
-        let (no, _) = nth_student(&app, JUNIOR, "22", 1).await;
+        let no = g22[1].clone();
         let before = count(
             &app.db,
             "SELECT COUNT(*) FROM notifications WHERE org_code = '410105' AND kind = 'dropout_report'",
@@ -142,7 +147,7 @@ async fn status_changes_apply_their_effects_after_approval() {
         assert!(s.enrollments[0].ended_at.is_some());
 
         // 死亡.
-        let (no, _) = nth_student(&app, JUNIOR, "22", 2).await;
+        let no = g22[2].clone();
         let d = file(&app, &no, req("death")).await;
         approve_both(&app, d.id).await;
         assert_eq!(
@@ -151,7 +156,7 @@ async fn status_changes_apply_their_effects_after_approval() {
         );
 
         // 出境学习, then 回国复学 flagged in the history as a return.
-        let (no, _) = nth_student(&app, JUNIOR, "22", 3).await;
+        let no = g22[3].clone();
         let d = file(&app, &no, req("abroad")).await;
         approve_both(&app, d.id).await;
         assert_eq!(
@@ -180,7 +185,7 @@ async fn status_changes_apply_their_effects_after_approval() {
         );
 
         // 留级 and 跳级 move one grade within 初中.
-        let (no, _) = nth_student(&app, JUNIOR, "22", 4).await;
+        let no = g22[4].clone();
         let d = file(&app, &no, req("repeat_grade")).await;
         assert_eq!(d.payload.to_grade.as_deref(), Some("21"));
         approve_both(&app, d.id).await;
@@ -193,7 +198,7 @@ async fn status_changes_apply_their_effects_after_approval() {
                 .as_deref(),
             Some("21")
         );
-        let (no, _) = nth_student(&app, JUNIOR, "22", 5).await;
+        let no = g22[5].clone();
         let d = file(&app, &no, req("skip_grade")).await;
         approve_both(&app, d.id).await;
         assert_eq!(
