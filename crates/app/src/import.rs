@@ -6,13 +6,15 @@
 //!
 //! 1. validation: every row through the same field rules as a single registration
 //!    (`registration.rs`), plus what only a file has — formula cells, merged cells, duplicates
-//!    within the file — and the database 查重, in chunks; the answer is a row-by-row report.
+//!    within the file (the same document; the same name + gender + birth date as an earlier row
+//!    is a 疑似重复 unless confirmed) — and the database 查重, in chunks; the answer is a row-by-row
+//!    report.
 //! 2. only when the caller asks to commit: the rows found valid, in batches, each batch in one
 //!    transaction with its records, temporary numbers, enrollments and audit rows.
 //!
 //! What pass 1 keeps is proportional to the number of rows, not to their content: the set of
-//! invalid row numbers, one entry per identity document seen (for duplicates within the file), and
-//! the report's errors (capped at [`MAX_REPORTED_ERRORS`]).
+//! invalid row numbers, one entry per identity document and per valid person seen (for duplicates
+//! within the file), and the report's errors (capped at [`MAX_REPORTED_ERRORS`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read, Seek};
@@ -666,6 +668,9 @@ struct Validation {
     report: ImportReport,
     invalid_rows: HashSet<u32>,
     seen: HashMap<(String, String), FirstSeen>,
+    /// (name, gender, birth date) → the first valid row with it: a later row with another
+    /// document is a suspected duplicate within the file (疑似重复).
+    seen_person: HashMap<(String, &'static str, NaiveDate), u32>,
     /// Class id → students it would hold (now + valid rows so far).
     load: HashMap<i64, i64>,
     columns: [u32; 8],
@@ -874,6 +879,28 @@ impl Validation {
                             found.join("、")
                         ),
                     ));
+                }
+            }
+        }
+        // 疑似重复 within the file: same name, gender and birth date as an earlier valid row with
+        // another document (the same document is a duplicate, reported above).
+        for p in chunk.iter_mut() {
+            let Some(person) = p.person.as_ref().filter(|_| p.errors.is_empty()) else {
+                continue;
+            };
+            let key = (person.name.clone(), person.gender.code(), person.birth_date);
+            match self.seen_person.get(&key) {
+                Some(&first) if !opts.confirm_suspected => p.add(FieldError::new(
+                    Field::Name,
+                    ErrorCode::SuspectedDuplicate,
+                    format!(
+                        "疑似重复：与第{}行同姓名、同性别、同出生日期，证件号码不同：请核实是否为同一人；如确认不是同一人，请选择“确认疑似重复”后重新导入",
+                        first + 1
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    self.seen_person.insert(key, p.row);
                 }
             }
         }
@@ -1267,6 +1294,7 @@ impl App {
             report: ImportReport::default(),
             invalid_rows: HashSet::new(),
             seen: HashMap::new(),
+            seen_person: HashMap::new(),
             load: HashMap::new(),
             columns: [0; 8],
         };

@@ -3,6 +3,7 @@
 //! transaction.
 
 pub mod archive;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod calendar_admin;

@@ -500,3 +500,85 @@ async fn problem_records_are_scoped_and_only_the_right_parties_act() {
         dispose(&app.db).await;
     }
 }
+
+/// 疑似重复 within one import file: the same name, gender and birth date as an earlier row with
+/// another document is reported (unless confirmed), like a suspected duplicate on record.
+#[tokio::test]
+async fn an_import_reports_suspected_duplicates_within_the_file() {
+    use rust_xlsxwriter::Workbook;
+    use xueji_app::import::{Commit, HEADERS, ImportOptions, XlsxSource, no_progress};
+    let born = d(2018, 3, 3);
+    let a = IdNumber::from_parts("410105", born, 741);
+    let b2 = IdNumber::from_parts("410105", born, 751);
+    let c = IdNumber::from_parts("410105", born, 761);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (col, h) in HEADERS.iter().enumerate() {
+        ws.write_string(0, col as u16, *h).unwrap();
+    }
+    for (r, (name, id)) in [("夏侯明", &a), ("诸葛亮亮", &b2), ("夏侯明", &c)]
+        .into_iter()
+        .enumerate()
+    {
+        let row = (r + 1) as u32;
+        let cells = [
+            name,
+            "男",
+            "2018-03-03",
+            "汉族",
+            "居民身份证",
+            id.as_str(),
+            "三年级",
+            "三年级（1）班",
+        ];
+        for (col, v) in cells.iter().enumerate() {
+            ws.write_string(row, col as u16, *v).unwrap();
+        }
+    }
+    let bytes = std::sync::Arc::new(wb.save_to_buffer().unwrap());
+    for b in backends() {
+        let app = demo_app(b).await;
+        let admin = user(&app, &format!("{SCHOOL}-admin")).await;
+        let opts = |confirm| ImportOptions {
+            commit: Commit::Never,
+            confirm_suspected: confirm,
+        };
+        let r = app
+            .import_students(
+                &admin,
+                SCHOOL,
+                XlsxSource::Bytes(bytes.clone()),
+                opts(false),
+                &no_progress,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.rows, r.valid, r.invalid),
+            (3, 2, 1),
+            "{b:?}: {:?}",
+            r.errors
+        );
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].row, 4);
+        assert_eq!(r.errors[0].column, "姓名");
+        assert!(
+            r.errors[0].message.contains("第2行"),
+            "{}",
+            r.errors[0].message
+        );
+        assert!(r.errors[0].message.contains("疑似重复"));
+        let r = app
+            .import_students(
+                &admin,
+                SCHOOL,
+                XlsxSource::Bytes(bytes.clone()),
+                opts(true),
+                &no_progress,
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.valid, r.invalid), (3, 0));
+        dispose(&app.db).await;
+    }
+}
