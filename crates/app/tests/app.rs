@@ -19,6 +19,8 @@ mod policy;
 mod problems;
 #[path = "app/promotion.rs"]
 mod promotion;
+#[path = "app/races.rs"]
+mod races;
 #[path = "app/records.rs"]
 mod records;
 #[path = "app/schema.rs"]

@@ -585,6 +585,16 @@ fn check_reviewer(state: &TransferState, step: &StepSpec, actor: &Actor) -> Resu
             }
         };
     }
+    // A party whose own step is already behind: a second click or a stale page, not an early one.
+    if state.chain[..state.current_step.min(state.chain.len())]
+        .iter()
+        .any(|s| s.party == actor.org)
+    {
+        return Err(conflict(format!(
+            "本单位已办理过该申请的审核，当前{}，请刷新页面查看",
+            step.waiting_zh()
+        )));
+    }
     if state.involves(&actor.org) {
         return Err(Error::new(
             ErrorCode::NotYourTurn,
@@ -1132,11 +1142,15 @@ mod tests {
         let mut s = open(false);
         step(&mut s, &to_reviewer(), &approve());
         step(&mut s, &to_authority(), &approve());
-        // Now the sending school's turn.
-        for who in [to_reviewer(), to_admin(), to_authority(), from_authority()] {
+        // Now the sending school's turn: the sending authority comes later.
+        let e = refused(&s, &from_authority(), &approve());
+        assert_eq!(e.code, ErrorCode::NotYourTurn);
+        assert_eq!(e.message, "当前待转出学校审核，尚未轮到本单位");
+        // Parties whose step is behind clicked twice or on a stale page: the state changed.
+        for who in [to_reviewer(), to_admin(), to_authority()] {
             let e = refused(&s, &who, &approve());
-            assert_eq!(e.code, ErrorCode::NotYourTurn, "{who:?}");
-            assert_eq!(e.message, "当前待转出学校审核，尚未轮到本单位");
+            assert_eq!(e.code, ErrorCode::Conflict, "{who:?}");
+            assert!(e.message.contains("已办理过"), "{}", e.message);
         }
         // The sending school's admin is at the right org but not a reviewer.
         assert_eq!(
