@@ -45,7 +45,7 @@ fn fmt_time(t: &DateTime<Utc>) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn row_hash(
+pub(crate) fn row_hash(
     seq: i64,
     at: &DateTime<Utc>,
     actor_user_id: Option<i64>,
@@ -159,10 +159,16 @@ pub enum ChainCheck {
     Broken { seq: i64, reason: String },
 }
 
-/// Walks the whole chain in pages, recomputing every hash.
+/// Walks the whole chain in pages, recomputing every hash. After pruning (`audit_trail::prune`)
+/// the walk starts from the anchor: the number and hash of the last removed row.
 pub async fn verify(db: &Db) -> AppResult<ChainCheck> {
-    let mut prev = "0".repeat(64);
-    let mut expected_seq = 1i64;
+    let anchor: Option<(i64, String)> = on_pool!(db.read(), p => sqlx::query_as(
+        "SELECT seq, hash FROM audit_anchor WHERE id = 1"
+    ).fetch_optional(p).await)?;
+    let (mut expected_seq, mut prev) = match anchor {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1i64, "0".repeat(64)),
+    };
     let mut rows = 0u64;
     loop {
         let page: Vec<AuditRow> = on_pool!(db.read(), p => sqlx::query_as(

@@ -13,6 +13,7 @@ use xueji_domain::access::{OrgRef, Role};
 use xueji_domain::ids::RegionCode;
 use xueji_domain::{Error, ErrorCode};
 
+use crate::accounts::AccountPolicy;
 use crate::audit::{self, AuditActor, AuditEvent};
 use crate::error::{AppError, AppResult};
 use crate::{App, on_pool, on_tx};
@@ -21,10 +22,7 @@ use crate::{App, on_pool, on_tx};
 pub const MAX_FAILURES: i64 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
 pub const LOCK_DURATION: Duration = Duration::minutes(15);
-/// Failed logins per client address within the window before it is refused.
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 50;
-pub const SESSION_ABSOLUTE: Duration = Duration::hours(12);
-pub const SESSION_IDLE: Duration = Duration::hours(2);
+// Per-address throttling and the session timeouts are settings: see `accounts::AccountPolicy`.
 
 /// A session kind: the web UI's cookie or an API bearer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +75,12 @@ impl CurrentUser {
             (OrgRef::Authority(r), _) => {
                 Scope::Region(RegionCode::parse(r).expect("authority region codes are valid"))
             }
+            // The separated administrators (三员分立) see no student data: a school scope that
+            // matches no school, behind the route gate of the web layer.
+            _ if self.role.is_separated_admin() => Scope::School {
+                id: 0,
+                code: String::new(),
+            },
             _ => Scope::National,
         }
     }
@@ -143,7 +147,7 @@ pub fn hash_password(password: &str) -> AppResult<String> {
         .map_err(|e| AppError::Other(format!("argon2: {e}")))
 }
 
-fn verify_password(password: &str, phc: &str) -> bool {
+pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
         .map(|h| {
             Argon2::default()
@@ -153,8 +157,17 @@ fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A fixed hash verified for unknown users so that they take as long as known ones.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZU5mN2V0h3Kq2aXH3c3b0eI3dXbq7ZBzqg6Ml5u0qQk";
+/// A hash verified for unknown (and locked) users so that they cost as much as known ones. It is
+/// made at first use with the same parameters as real hashes, so the work is the same.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    hash_password("xueji-dummy-password").expect("argon2 with default parameters")
+});
+
+/// Runs the password verification of an account that does not exist or may not log in now.
+async fn dummy_verify(password: &str) {
+    let pw = password.to_string();
+    let _ = tokio::task::spawn_blocking(move || verify_password(&pw, &DUMMY_HASH)).await;
+}
 
 fn random_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -184,16 +197,27 @@ struct UserRow {
     authority_name: Option<String>,
     locked_until: Option<DateTime<Utc>>,
     must_change_password: bool,
+    created_at: DateTime<Utc>,
+    password_changed_at: Option<DateTime<Utc>>,
+    sealed_at: Option<DateTime<Utc>>,
+    totp_enabled: bool,
+    totp_secret: Option<String>,
+    totp_last_step: Option<i64>,
 }
 
 const USER_SELECT: &str = "SELECT u.id, u.username, u.password_hash, u.display_name, u.role, u.school_id, \
     s.code AS school_code, s.name AS school_name, s.region_code AS school_region, u.authority_region, \
-    a.name AS authority_name, u.locked_until, u.must_change_password \
+    a.name AS authority_name, u.locked_until, u.must_change_password, u.created_at, \
+    u.password_changed_at, u.sealed_at, u.totp_enabled, u.totp_secret, u.totp_last_step \
     FROM users u LEFT JOIN schools s ON s.id = u.school_id \
     LEFT JOIN authorities a ON a.region_code = u.authority_region";
 
 impl UserRow {
-    fn into_current(self) -> CurrentUser {
+    /// The user as a request sees them; an expired password (rotation on) forces a change as an
+    /// initial one does.
+    fn into_current(self, policy: &AccountPolicy, now: DateTime<Utc>) -> CurrentUser {
+        let expired =
+            policy.password_expired(self.password_changed_at.unwrap_or(self.created_at), now);
         let role = Role::parse(&self.role).unwrap_or(Role::SchoolAdmin);
         let (org, org_name, region_code) = match (&self.school_code, &self.authority_region) {
             (Some(code), _) => (
@@ -217,7 +241,7 @@ impl UserRow {
             org_name,
             school_id: self.school_id,
             region_code,
-            must_change_password: self.must_change_password,
+            must_change_password: self.must_change_password || expired,
         }
     }
 }
@@ -239,13 +263,28 @@ impl App {
         client_ip: &str,
         kind: SessionKind,
     ) -> AppResult<LoginOk> {
+        self.login_with_totp(username, password, None, client_ip, kind)
+            .await
+    }
+
+    /// [`App::login`] with the TOTP code of an enrolled account (the second call after a
+    /// `totp_required` answer). A wrong code counts as a failed login.
+    pub async fn login_with_totp(
+        &self,
+        username: &str,
+        password: &str,
+        totp: Option<&str>,
+        client_ip: &str,
+        kind: SessionKind,
+    ) -> AppResult<LoginOk> {
         let now = self.clock.now();
+        let policy = self.accounts();
         let since = now - FAILURE_WINDOW;
         let username = username.trim();
         let ip_failures: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM login_failures WHERE ip = $1 AND at > $2"
         ).bind(client_ip).bind(since).fetch_one(p).await)?;
-        if ip_failures >= MAX_FAILURES_PER_ADDRESS {
+        if ip_failures >= policy.max_failures_per_address {
             return Err(Error::new(
                 ErrorCode::TooManyRequests,
                 "登录失败次数过多，请15分钟后再试",
@@ -257,8 +296,7 @@ impl App {
         let Some(row) = row else {
             // An unknown account gets exactly what a known one gets (same work, same counting,
             // same messages), so that answers do not reveal which accounts exist.
-            let pw = password.to_string();
-            let _ = tokio::task::spawn_blocking(move || verify_password(&pw, DUMMY_HASH)).await;
+            dummy_verify(password).await;
             self.record_failure(username, client_ip, now).await?;
             let failures: i64 = on_pool!(self.db.write(), p => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at > $2"
@@ -266,6 +304,7 @@ impl App {
             return Err(failure_error(failures, now).into());
         };
         if let Some(until) = row.locked_until.filter(|u| *u > now) {
+            dummy_verify(password).await;
             return Err(locked_error(until).into());
         }
         let (pw, phc) = (password.to_string(), row.password_hash.clone());
@@ -284,20 +323,56 @@ impl App {
             }
             return Err(failure_error(failures, now).into());
         }
+        // The password is right: from here the answers may say more than "wrong".
+        if row.sealed_at.is_some() {
+            return Err(Error::new(
+                ErrorCode::AccountSealed,
+                "账号超过6个月未使用，已被封存，请联系上级单位管理员解封",
+            )
+            .into());
+        }
+        let role = Role::parse(&row.role).unwrap_or(Role::SchoolAdmin);
+        let mut totp_step = None;
+        if row.totp_enabled && policy.totp_applies(role) {
+            let Some(code) = totp.map(str::trim).filter(|c| !c.is_empty()) else {
+                return Err(Error::new(
+                    ErrorCode::TotpRequired,
+                    "请输入动态口令（身份验证器中的6位验证码）",
+                )
+                .at("totp")
+                .into());
+            };
+            let step = row
+                .totp_secret
+                .as_deref()
+                .and_then(|secret| crate::accounts::totp_check(secret, &row.username, code, now))
+                // A code is accepted once (RFC 6238 §5.2): a replayed step is refused.
+                .filter(|step| row.totp_last_step.is_none_or(|last| *step > last));
+            let Some(step) = step else {
+                self.record_failure(username, client_ip, now).await?;
+                return Err(
+                    Error::new(ErrorCode::Unauthenticated, "动态验证码错误或已使用")
+                        .at("totp")
+                        .into(),
+                );
+            };
+            totp_step = Some(step);
+        }
         let token = random_secret();
         let csrf_token = random_secret();
-        let user = row.into_current();
+        let user = row.into_current(&policy, now);
         let mut tx = self.db.begin().await?;
         on_tx!(&mut tx, c => {
             sqlx::query("DELETE FROM login_failures WHERE username = $1").bind(username).execute(&mut *c).await?;
-            sqlx::query("UPDATE users SET last_login_at = $1, locked_until = NULL WHERE id = $2")
-                .bind(now).bind(user.id).execute(&mut *c).await?;
+            sqlx::query("UPDATE users SET last_login_at = $1, locked_until = NULL, \
+                 totp_last_step = COALESCE($3, totp_last_step) WHERE id = $2")
+                .bind(now).bind(user.id).bind(totp_step).execute(&mut *c).await?;
             sqlx::query(
                 "INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $5, $6)",
             )
             .bind(sha256_hex(&token)).bind(user.id).bind(kind.as_str()).bind(&csrf_token)
-            .bind(now).bind(now + SESSION_ABSOLUTE)
+            .bind(now).bind(now + policy.session_absolute)
             .execute(&mut *c).await.map(|r| r.rows_affected())?
         });
         audit::record(
@@ -343,14 +418,20 @@ impl App {
         struct S {
             user_id: i64,
             csrf_token: String,
+            created_at: DateTime<Utc>,
             last_seen_at: DateTime<Utc>,
             expires_at: DateTime<Utc>,
         }
         let s: Option<S> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT user_id, csrf_token, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND kind = $2"
+            "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND kind = $2"
         ).bind(&hash).bind(kind.as_str()).fetch_optional(p).await)?;
         let Some(s) = s else { return Ok(None) };
-        if s.expires_at <= now || s.last_seen_at + SESSION_IDLE <= now {
+        let policy = self.accounts();
+        // The timeouts in force now apply to sessions opened before a change of setting too.
+        if s.expires_at <= now
+            || s.created_at + policy.session_absolute <= now
+            || s.last_seen_at + policy.session_idle <= now
+        {
             on_pool!(self.db.write(), p => sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(&hash).execute(p).await.map(|r| r.rows_affected()))?;
             return Ok(None);
         }
@@ -359,14 +440,17 @@ impl App {
             on_pool!(self.db.write(), p => sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
                 .bind(now).bind(&hash).execute(p).await.map(|r| r.rows_affected()))?;
         }
-        let user = self.user_by_id(s.user_id).await?;
-        Ok(user.map(|u| (u, s.csrf_token)))
+        let sql = format!("{USER_SELECT} WHERE u.id = $1 AND u.sealed_at IS NULL");
+        let row: Option<UserRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(s.user_id).fetch_optional(p).await)?;
+        Ok(row.map(|r| (r.into_current(&policy, now), s.csrf_token)))
     }
 
     pub async fn user_by_id(&self, id: i64) -> AppResult<Option<CurrentUser>> {
         let sql = format!("{USER_SELECT} WHERE u.id = $1");
         let row: Option<UserRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
-        Ok(row.map(UserRow::into_current))
+        let policy = self.accounts();
+        let now = self.clock.now();
+        Ok(row.map(|r| r.into_current(&policy, now)))
     }
 
     pub async fn logout(&self, token: &str) -> AppResult<()> {

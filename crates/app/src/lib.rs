@@ -2,9 +2,10 @@
 //! domain transition, and writes the change, its audit row and its notifications in one
 //! transaction.
 
-pub mod archive;
+pub mod accounts;
 pub mod archive;
 pub mod audit;
+pub mod audit_trail;
 pub mod auth;
 pub mod calendar_admin;
 pub mod changes;
@@ -45,6 +46,8 @@ pub struct App {
     pub db: Db,
     pub clock: Clock,
     calendar: Arc<RwLock<Arc<WorkCalendar>>>,
+    /// Account-security settings (`accounts::AccountPolicy`), shared by every clone.
+    accounts: Arc<RwLock<accounts::AccountPolicy>>,
 }
 
 impl App {
@@ -55,6 +58,9 @@ impl App {
             db,
             clock,
             calendar: Arc::new(RwLock::new(Arc::new(WorkCalendar::embedded()))),
+            accounts: Arc::new(RwLock::new(
+                accounts::AccountPolicy::from_env().map_err(AppError::Other)?,
+            )),
         };
         app.reload_calendar().await?;
         Ok(app)

@@ -508,6 +508,24 @@ impl DemoPlan {
             Val::Bool(false),
             Val::Time(at),
         ]];
+        // 三员分立: the system, security and audit administrators (national level, no student
+        // data). Like every demo account they are not forced to change the demo password.
+        for (name, label, role) in [
+            ("sysadmin", "系统管理员", "system_admin"),
+            ("secadmin", "安全管理员", "security_admin"),
+            ("auditor", "安全审计员", "audit_admin"),
+        ] {
+            users.push(vec![
+                Val::Text(name.into()),
+                Val::Text(password_hash.into()),
+                Val::Text(label.into()),
+                Val::Text(role.into()),
+                Val::OptInt(None),
+                Val::OptText(None),
+                Val::Bool(false),
+                Val::Time(at),
+            ]);
+        }
         for r in regions_data() {
             users.push(vec![
                 Val::Text(format!("edu{}", r.code)),

@@ -1,6 +1,8 @@
 //! Integration tests of the use cases, run on every configured backend (SQLite always; PostgreSQL
 //! too when `XUEJI_TEST_DATABASE_URL` is set). One binary for the crate (DESIGN.md §5).
 
+#[path = "app/accounts.rs"]
+mod accounts;
 #[path = "app/audit_chain.rs"]
 mod audit_chain;
 #[path = "app/changes.rs"]

@@ -14,6 +14,12 @@ pub enum Role {
     AuthorityAdmin,
     /// 教育部 national administrator.
     NationalAdmin,
+    /// 系统管理员 (三员分立): manages accounts; sees no student data.
+    SystemAdmin,
+    /// 安全管理员 (三员分立): security settings and unsealing; sees no student data.
+    SecurityAdmin,
+    /// 安全审计员 (三员分立): reads the audit trail and nothing else.
+    AuditAdmin,
 }
 
 impl Role {
@@ -23,6 +29,9 @@ impl Role {
             Self::SchoolReviewer => "school_reviewer",
             Self::AuthorityAdmin => "authority_admin",
             Self::NationalAdmin => "national_admin",
+            Self::SystemAdmin => "system_admin",
+            Self::SecurityAdmin => "security_admin",
+            Self::AuditAdmin => "audit_admin",
         }
     }
 
@@ -32,6 +41,9 @@ impl Role {
             "school_reviewer" => Self::SchoolReviewer,
             "authority_admin" => Self::AuthorityAdmin,
             "national_admin" => Self::NationalAdmin,
+            "system_admin" => Self::SystemAdmin,
+            "security_admin" => Self::SecurityAdmin,
+            "audit_admin" => Self::AuditAdmin,
             _ => return None,
         })
     }
@@ -42,7 +54,19 @@ impl Role {
             Self::SchoolReviewer => "学校学籍主管领导（审核员）",
             Self::AuthorityAdmin => "学籍主管部门管理员",
             Self::NationalAdmin => "全国学籍管理员",
+            Self::SystemAdmin => "系统管理员",
+            Self::SecurityAdmin => "安全管理员",
+            Self::AuditAdmin => "安全审计员",
         }
+    }
+
+    /// The three separated administrators (三员分立): they run the system and never see or
+    /// change student data.
+    pub fn is_separated_admin(self) -> bool {
+        matches!(
+            self,
+            Self::SystemAdmin | Self::SecurityAdmin | Self::AuditAdmin
+        )
     }
 
     pub fn is_school(self) -> bool {

@@ -32,6 +32,14 @@ pub enum ErrorCode {
     TooManyRequests,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// A new password breaks the password policy (length, classes, username, recent reuse).
+    WeakPassword,
+    /// The password is right but the account asks its TOTP code (second login call).
+    TotpRequired,
+    /// The account must change its (initial or expired) password before anything else.
+    PasswordChangeRequired,
+    /// 封存: unused for six months; an administrator above must unseal it.
+    AccountSealed,
     Internal,
 }
 
@@ -57,6 +65,10 @@ impl ErrorCode {
             Self::TooManyRequests => "too_many_requests",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::WeakPassword => "weak_password",
+            Self::TotpRequired => "totp_required",
+            Self::PasswordChangeRequired => "password_change_required",
+            Self::AccountSealed => "account_sealed",
             Self::Internal => "internal",
         }
     }
@@ -64,8 +76,11 @@ impl ErrorCode {
     /// The HTTP status the API answers with.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::Unauthenticated => 401,
-            Self::Forbidden | Self::NotYourTurn => 403,
+            Self::Unauthenticated | Self::TotpRequired => 401,
+            Self::Forbidden
+            | Self::NotYourTurn
+            | Self::PasswordChangeRequired
+            | Self::AccountSealed => 403,
             Self::NotFound => 404,
             Self::TransferInProgress
             | Self::Conflict
@@ -81,7 +96,8 @@ impl ErrorCode {
             | Self::NameMismatch
             | Self::ReasonRequired
             | Self::PolicyViolation
-            | Self::ClassFull => 422,
+            | Self::ClassFull
+            | Self::WeakPassword => 422,
         }
     }
 
@@ -107,6 +123,10 @@ impl ErrorCode {
             Self::TooManyRequests => "操作过于频繁",
             Self::PayloadTooLarge => "提交的内容过大",
             Self::UnsupportedMediaType => "不支持的内容类型",
+            Self::WeakPassword => "密码不符合安全要求",
+            Self::TotpRequired => "请输入动态验证码",
+            Self::PasswordChangeRequired => "请先修改密码",
+            Self::AccountSealed => "账号已封存",
             Self::Internal => "系统内部错误",
         }
     }

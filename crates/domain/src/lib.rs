@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod change;
 pub mod error;
 pub mod ids;
+pub mod password;
 pub mod policy;
 pub mod sanction;
 pub mod transfer;

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod error;
+pub mod gate;
 pub mod pages;
 pub mod session;
 

@@ -24,7 +24,10 @@ impl FromRequestParts<AppState> for ApiUser {
         let token =
             bearer_token(&parts.headers).ok_or(ApiError::from(ErrorCode::Unauthenticated))?;
         match state.app.authenticate(token, SessionKind::Api).await? {
-            Some((user, _)) => Ok(ApiUser(user)),
+            Some((user, _)) => match crate::gate::api_refusal(&user, parts.uri.path()) {
+                None => Ok(ApiUser(user)),
+                Some(e) => Err(e.into()),
+            },
             None => Err(ErrorCode::Unauthenticated.into()),
         }
     }
@@ -77,7 +80,15 @@ impl FromRequestParts<AppState> for WebUser {
             return Err(LoginRedirect.into_response());
         };
         match state.app.authenticate(&token, SessionKind::Web).await {
-            Ok(Some((user, csrf))) => Ok(WebUser { user, csrf, token }),
+            Ok(Some((user, csrf))) => match crate::gate::page_gate(&user, parts.uri.path()) {
+                crate::gate::PageGate::Pass => Ok(WebUser { user, csrf, token }),
+                crate::gate::PageGate::Redirect(to) => {
+                    Err(axum::response::Redirect::to(to).into_response())
+                }
+                crate::gate::PageGate::Refuse(e) => {
+                    Err(crate::pages::PageError::bare(e).into_response())
+                }
+            },
             Ok(None) => Err(LoginRedirect.into_response()),
             Err(e) => Err(ApiError::from(e).into_response()),
         }

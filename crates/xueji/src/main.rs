@@ -152,6 +152,14 @@ enum AuditWhat {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Removes audit rows older than N days (N ≥ 180, 网络安全法 Art. 21); the chain stays
+    /// verifiable from an anchor.
+    Prune {
+        #[arg(long)]
+        keep_days: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 const DEFAULT_DB: &str = "./xueji.db";
@@ -170,6 +178,7 @@ fn print_demo_banner(url: &str) {
         xueji_app::seed::DEMO_PASSWORD
     );
     println!("    moe                      全国学籍管理员 national administrator");
+    println!("    sysadmin / secadmin / auditor   系统管理员 / 安全管理员 / 安全审计员（三员分立）");
     println!("    edu410000 / edu410100 / edu410105   河南省 / 郑州市 / 金水区 学籍主管部门");
     println!("    edu440000 / edu440106 / edu110108   广东省 / 天河区 / 海淀区 学籍主管部门");
     println!("    4101050001-admin / 4101050001-reviewer   金水区第一小学 学籍管理员 / 审核员");
@@ -288,6 +297,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Audit {
+            what: AuditWhat::Prune { keep_days, db },
+        } => {
+            let app = open(&db.url(DEFAULT_DB)).await?;
+            let r = app.prune_audit(keep_days).await?;
+            match r.anchor_seq {
+                Some(seq) => println!(
+                    "audit rows removed: {} (older than {keep_days} days); chain anchored at row {seq}",
+                    r.removed
+                ),
+                None => println!("no audit rows older than {keep_days} days"),
+            }
+        }
     }
     Ok(())
 }
@@ -303,6 +325,12 @@ async fn deadline_loop(app: App) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "deadline job failed"),
+        }
+        // 封存: accounts unused for six months (2025 Measures).
+        match app.seal_inactive_accounts().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sealed = n, "sealed unused accounts"),
+            Err(e) => tracing::warn!(error = %e, "sealing job failed"),
         }
     }
 }

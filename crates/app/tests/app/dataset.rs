@@ -16,9 +16,10 @@ const DEMO: DemoSummary = DemoSummary {
     regions: 3220,
     schools: 21,
     students: 1008,
-    // moe, an authority account per region, a leader account (edu<code>-leader) for each of the
-    // 338 regions of 河南, 广东 and 北京, and two accounts per school.
-    users: 1 + 3220 + 338 + 42,
+    // moe, the separated administrators (sysadmin, secadmin, auditor), an authority account per
+    // region, a leader account (edu<code>-leader) for each of the 338 regions of 河南, 广东 and
+    // 北京, and two accounts per school.
+    users: 1 + 3 + 3220 + 338 + 42,
 };
 
 #[tokio::test]

@@ -15,6 +15,9 @@ use crate::session::{ApiUser, ClientIp, bearer_token};
 pub struct LoginBody {
     pub username: String,
     pub password: String,
+    /// The TOTP code, on the second call after a `totp_required` answer (enrolled accounts).
+    #[serde(default)]
+    pub totp: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -29,6 +32,9 @@ pub struct UserOut {
     /// School code, authority region code, or null for the national administrator.
     pub org_code: Option<String>,
     pub org_name: String,
+    /// The initial (or expired) password must be changed (`POST /api/v1/auth/password`) before
+    /// any other call.
+    pub must_change_password: bool,
 }
 
 impl From<&CurrentUser> for UserOut {
@@ -47,6 +53,7 @@ impl From<&CurrentUser> for UserOut {
             org_type: org_type.into(),
             org_code,
             org_name: u.org_name.clone(),
+            must_change_password: u.must_change_password,
         }
     }
 }
@@ -59,7 +66,9 @@ pub struct LoginOut {
 }
 
 /// Logs in and returns a bearer token. The 6th wrong password within 15 minutes locks the
-/// account for 15 minutes (`account_locked`).
+/// account for 15 minutes (`account_locked`); too many failures from one address answer
+/// `too_many_requests`. An account with a TOTP second factor first gets `totp_required` (401)
+/// and repeats the call with `totp`. A sealed account (six months unused) gets `account_sealed`.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
@@ -69,7 +78,13 @@ pub async fn login(
 ) -> ApiResult<Json<LoginOut>> {
     let ok = s
         .app
-        .login(&body.username, &body.password, &ip, SessionKind::Api)
+        .login_with_totp(
+            &body.username,
+            &body.password,
+            body.totp.as_deref(),
+            &ip,
+            SessionKind::Api,
+        )
         .await?;
     Ok(Json(LoginOut {
         token: ok.token,

@@ -1,5 +1,6 @@
 //! `/api/v1`: the JSON API of API.md, with its OpenAPI document built from the same router.
 
+mod accounts;
 mod auth;
 mod calendar;
 mod notifications;
@@ -52,6 +53,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(accounts::change_password))
+        .routes(routes!(accounts::logout_all))
+        .routes(routes!(accounts::totp_begin))
+        .routes(routes!(accounts::totp_confirm))
+        .routes(routes!(accounts::create))
+        .routes(routes!(accounts::unseal))
+        .routes(routes!(accounts::audit))
+        .routes(routes!(accounts::settings))
         .routes(routes!(reference::regions))
         .routes(routes!(reference::schools))
         .routes(routes!(reference::classes))

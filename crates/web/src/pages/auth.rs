@@ -28,6 +28,8 @@ struct LoginPage {
     csrf: String,
     username: String,
     error: Option<String>,
+    /// Ask the TOTP code too (the account has a second factor).
+    totp: bool,
 }
 
 fn random_hex() -> String {
@@ -88,6 +90,7 @@ pub async fn login_form(State(s): State<AppState>, headers: HeaderMap) -> Respon
         csrf: csrf.clone(),
         username: String::new(),
         error: None,
+        totp: false,
     };
     let mut res = page.into_response();
     res.headers_mut()
@@ -101,6 +104,8 @@ pub struct LoginForm {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    totp: String,
     #[serde(default, rename = "_csrf")]
     csrf: String,
 }
@@ -127,7 +132,13 @@ pub async fn login(
     }
     match s
         .app
-        .login(&form.username, &form.password, &ip, SessionKind::Web)
+        .login_with_totp(
+            &form.username,
+            &form.password,
+            Some(form.totp.as_str()).filter(|t| !t.trim().is_empty()),
+            &ip,
+            SessionKind::Web,
+        )
         .await
     {
         Ok(ok) => {
@@ -146,6 +157,7 @@ pub async fn login(
         }
         Err(e) => {
             let e = user_error(e);
+            let totp = e.code == ErrorCode::TotpRequired || e.field == Some("totp");
             let status = match e.code {
                 ErrorCode::AccountLocked | ErrorCode::TooManyRequests => {
                     StatusCode::TOO_MANY_REQUESTS
@@ -158,6 +170,7 @@ pub async fn login(
                 csrf: cookie_token,
                 username: form.username.trim().to_string(),
                 error: Some(e.message),
+                totp,
             };
             (status, page).into_response()
         }

@@ -66,9 +66,12 @@ async fn work_list(app: &App, u: &WebUser) -> Result<WorkList, xueji_app::AppErr
     let (label, path) = match role {
         Role::SchoolReviewer | Role::AuthorityAdmin => ("待审核", "/transfers/review"),
         Role::SchoolAdmin => ("待办理", "/transfers/pull"),
-        Role::NationalAdmin => ("待办理", "/transfers"),
+        // The separated administrators never reach this page (the gate sends them to theirs).
+        Role::NationalAdmin | Role::SystemAdmin | Role::SecurityAdmin | Role::AuditAdmin => {
+            ("待办理", "/transfers")
+        }
     };
-    let none = role == Role::NationalAdmin;
+    let none = role == Role::NationalAdmin || role.is_separated_admin();
     let mut list = WorkList {
         rows: vec![],
         total: 0,
@@ -193,6 +196,7 @@ fn quick_links(role: Role) -> Vec<QuickLink> {
             l("学生名单", "/students", "查询辖区内学生"),
             l("学校列表", "/schools", "查看辖区内学校及班级"),
         ],
+        Role::SystemAdmin | Role::SecurityAdmin | Role::AuditAdmin => vec![],
         Role::NationalAdmin => vec![
             l("学校列表", "/schools", "查看全国学校"),
             l("学生名单", "/students", "查询全国学生"),

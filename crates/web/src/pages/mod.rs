@@ -5,6 +5,7 @@
 //! Handlers build a [`Layout`] first, so that a refusal of the use case can still be shown inside
 //! the frame ([`PageError`]).
 
+mod account;
 mod auth;
 mod calendar;
 mod home;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
+        .merge(account::router())
         .route("/", get(home::home))
         .route("/students", get(students::list))
         .route("/students/open", get(students::open))
@@ -168,6 +170,9 @@ fn item(label: &'static str, href: impl Into<String>) -> MenuItem {
 
 /// The menu tree a role sees.
 fn menu_for(role: Role) -> Vec<MenuSection> {
+    if role.is_separated_admin() {
+        return account::separated_menu(role);
+    }
     let reviews = matches!(role, Role::SchoolReviewer | Role::AuthorityAdmin);
     let authority = matches!(role, Role::AuthorityAdmin | Role::NationalAdmin);
     let mut transfers = Vec::new();
@@ -270,6 +275,7 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
         current: false,
         groups: vec![],
     });
+    menu.push(account::menu_section());
     if authority {
         // The national administrator maintains the holiday calendar; authorities read it.
         menu.push(MenuSection {

@@ -1,0 +1,199 @@
+//! Account security over the API: password change, logout everywhere, TOTP enrolment, accounts
+//! created by the system administrator, unsealing, the audit trail (audit administrator only) and
+//! the security settings (security administrator).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use xueji_app::accounts::{AccountInfo, NewAccount, TotpEnrolment, TotpRequired};
+use xueji_app::audit_trail::{AuditEntry, AuditFilter};
+use xueji_app::paging::{Page, PageQuery};
+use xueji_domain::Error;
+use xueji_domain::access::Role;
+
+use super::paged;
+use crate::AppState;
+use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
+use crate::session::{ApiUser, bearer_token};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The current password.
+    pub old: String,
+    /// The new password: at least 10 characters mixing three of upper case, lower case, digits
+    /// and symbols, not containing the user name, none of the last five.
+    pub new: String,
+}
+
+/// Changes the caller's password (also the way out of a forced change). Other sessions of the
+/// user end; this token stays valid.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordBody,
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<PasswordBody>,
+) -> ApiResult<StatusCode> {
+    s.app
+        .change_password(&u, &b.old, &b.new, bearer_token(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LogoutAllOut {
+    /// Sessions and tokens ended, this one included.
+    pub sessions_ended: u64,
+}
+
+/// Ends every session and token of the caller (退出所有登录).
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = LogoutAllOut), (status = 401, body = Problem)))]
+pub async fn logout_all(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> ApiResult<Json<LogoutAllOut>> {
+    let sessions_ended = s.app.logout_everywhere(&u).await?;
+    Ok(Json(LogoutAllOut { sessions_ended }))
+}
+
+/// Starts TOTP enrolment: a new secret as an `otpauth://` URI and a key to type by hand. Not
+/// required at login until confirmed.
+#[utoipa::path(post, path = "/api/v1/auth/totp", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = TotpEnrolment), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn totp_begin(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> ApiResult<Json<TotpEnrolment>> {
+    Ok(Json(s.app.totp_begin(&u).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmBody {
+    /// The 6-digit code the authenticator shows now.
+    pub code: String,
+}
+
+/// Confirms TOTP enrolment with a code; from then on login asks for one (`totp_required`).
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", security(("bearer" = [])),
+    request_body = TotpConfirmBody,
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn totp_confirm(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiJson(b): ApiJson<TotpConfirmBody>,
+) -> ApiResult<StatusCode> {
+    s.app.totp_confirm(&u, &b.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates an account (system administrator only). The user must change the initial password
+/// before anything else (`password_change_required`).
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    request_body = NewAccount,
+    responses((status = 201, body = AccountInfo), (status = 403, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiJson(b): ApiJson<NewAccount>,
+) -> ApiResult<(StatusCode, Json<AccountInfo>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.create_account(&u, b).await?),
+    ))
+}
+
+/// Unseals (解封) an account sealed after six months unused: the security administrator, or an
+/// administrator of the organisation above the account.
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/unseal", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn unseal(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.app.unseal_account(&u, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    /// The actor's user name.
+    pub actor: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// The audit trail, newest first (audit administrator only; read-only: no route alters it).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = Problem)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Response> {
+    let page = Page::from_query(PageQuery {
+        page: q.page,
+        per_page: q.per_page,
+    })?;
+    let filter = AuditFilter {
+        action: q.action,
+        entity_type: q.entity_type,
+        entity_id: q.entity_id,
+        actor: q.actor,
+    };
+    Ok(paged(s.app.audit_entries(&u, &filter, page).await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SecuritySettings {
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+    pub login_max_failures_per_address: i64,
+    /// Null when password rotation is off.
+    pub password_max_age_days: Option<i64>,
+    /// `authority`, `all` or `none`.
+    pub totp_required: String,
+    pub seal_after_days: i64,
+    pub audit_min_keep_days: i64,
+}
+
+/// The account-security settings in force (security administrator only; set by the operator
+/// through `XUEJI_*` environment variables).
+#[utoipa::path(get, path = "/api/v1/security/settings", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = SecuritySettings), (status = 403, body = Problem)))]
+pub async fn settings(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> ApiResult<Json<SecuritySettings>> {
+    if u.role != Role::SecurityAdmin {
+        return Err(Error::forbidden("只有安全管理员可以查看安全设置").into());
+    }
+    let p = s.app.accounts();
+    Ok(Json(SecuritySettings {
+        session_idle_minutes: p.session_idle.num_minutes(),
+        session_absolute_hours: p.session_absolute.num_hours(),
+        login_max_failures_per_address: p.max_failures_per_address,
+        password_max_age_days: p.password_max_age.map(|d| d.num_days()),
+        totp_required: match p.totp_required {
+            TotpRequired::Authority => "authority",
+            TotpRequired::All => "all",
+            TotpRequired::None => "none",
+        }
+        .into(),
+        seal_after_days: xueji_app::accounts::SEAL_AFTER.num_days(),
+        audit_min_keep_days: xueji_app::audit_trail::MIN_KEEP_DAYS,
+    }))
+}

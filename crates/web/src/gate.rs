@@ -1,0 +1,145 @@
+//! Which routes a signed-in user may reach before any handler runs:
+//!
+//! - a user who must change an initial or expired password reaches only `auth/*` (API) or the
+//!   change form (pages);
+//! - the separated administrators (三员分立) reach only their own routes: the system
+//!   administrator the accounts, the security administrator unsealing and the security settings,
+//!   the audit administrator the audit trail. Every other route refuses them, so no student data
+//!   reaches them whatever a handler's own checks say.
+//!
+//! The handlers check again (defence in depth); this gate is the one place that shows the whole
+//! rule.
+
+use xueji_app::auth::CurrentUser;
+use xueji_domain::access::Role;
+use xueji_domain::{Error, ErrorCode};
+
+/// The change form every forced user is sent to.
+pub const PASSWORD_PAGE: &str = "/account/password";
+
+fn separated_refusal() -> Error {
+    Error::forbidden("三员分立：系统管理员、安全管理员、安全审计员只能使用各自的管理功能")
+}
+
+/// Why an API call of `user` to `path` is refused before its handler, if it is.
+pub fn api_refusal(user: &CurrentUser, path: &str) -> Option<Error> {
+    if path.starts_with("/api/v1/auth/") {
+        return None;
+    }
+    if user.must_change_password {
+        return Some(Error::new(
+            ErrorCode::PasswordChangeRequired,
+            "请先修改初始密码或已过期的密码（POST /api/v1/auth/password）",
+        ));
+    }
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let allowed = match user.role {
+        Role::AuditAdmin => under("/api/v1/audit"),
+        Role::SystemAdmin => under("/api/v1/accounts"),
+        Role::SecurityAdmin => under("/api/v1/accounts") || under("/api/v1/security"),
+        _ => !under("/api/v1/audit") && !under("/api/v1/security"),
+    };
+    (!allowed).then(separated_refusal)
+}
+
+/// What a page request of `user` to `path` meets before its handler.
+pub enum PageGate {
+    Pass,
+    Redirect(&'static str),
+    Refuse(Error),
+}
+
+pub fn page_gate(user: &CurrentUser, path: &str) -> PageGate {
+    if path == "/logout" || path == PASSWORD_PAGE {
+        return PageGate::Pass;
+    }
+    if user.must_change_password {
+        return PageGate::Redirect(PASSWORD_PAGE);
+    }
+    if !user.role.is_separated_admin() {
+        return if path == "/audit" {
+            PageGate::Refuse(Error::forbidden("只有安全审计员可以查看操作日志"))
+        } else {
+            PageGate::Pass
+        };
+    }
+    let landing = if user.role == Role::AuditAdmin {
+        "/audit"
+    } else {
+        "/account"
+    };
+    if path == "/" {
+        return PageGate::Redirect(landing);
+    }
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if under("/account") || (user.role == Role::AuditAdmin && under("/audit")) {
+        PageGate::Pass
+    } else {
+        PageGate::Refuse(separated_refusal())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xueji_domain::access::OrgRef;
+
+    fn user(role: Role, must_change: bool) -> CurrentUser {
+        CurrentUser {
+            id: 1,
+            username: "u".into(),
+            display_name: "u".into(),
+            role,
+            org: OrgRef::National,
+            org_name: String::new(),
+            school_id: None,
+            region_code: None,
+            must_change_password: must_change,
+        }
+    }
+
+    #[test]
+    fn the_auditor_reaches_the_audit_trail_and_auth_only() {
+        let a = user(Role::AuditAdmin, false);
+        assert!(api_refusal(&a, "/api/v1/audit").is_none());
+        assert!(api_refusal(&a, "/api/v1/auth/me").is_none());
+        for p in [
+            "/api/v1/students",
+            "/api/v1/schools",
+            "/api/v1/transfers/1",
+            "/api/v1/accounts",
+            "/api/v1/auditx",
+        ] {
+            assert!(api_refusal(&a, p).is_some(), "{p}");
+        }
+        assert!(matches!(page_gate(&a, "/"), PageGate::Redirect("/audit")));
+        assert!(matches!(page_gate(&a, "/students"), PageGate::Refuse(_)));
+    }
+
+    #[test]
+    fn business_roles_never_reach_the_audit_trail() {
+        for r in [Role::NationalAdmin, Role::AuthorityAdmin, Role::SchoolAdmin] {
+            assert!(api_refusal(&user(r, false), "/api/v1/audit").is_some());
+            assert!(api_refusal(&user(r, false), "/api/v1/students").is_none());
+            assert!(matches!(
+                page_gate(&user(r, false), "/audit"),
+                PageGate::Refuse(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_forced_change_leaves_only_auth_and_the_form() {
+        let u = user(Role::SchoolAdmin, true);
+        assert_eq!(
+            api_refusal(&u, "/api/v1/students").map(|e| e.code),
+            Some(ErrorCode::PasswordChangeRequired)
+        );
+        assert!(api_refusal(&u, "/api/v1/auth/password").is_none());
+        assert!(matches!(
+            page_gate(&u, "/students"),
+            PageGate::Redirect(PASSWORD_PAGE)
+        ));
+        assert!(matches!(page_gate(&u, PASSWORD_PAGE), PageGate::Pass));
+    }
+}
