@@ -6,6 +6,8 @@
 mod auth;
 #[path = "http/bad_input.rs"]
 mod bad_input;
+#[path = "http/hardening.rs"]
+mod hardening;
 #[path = "http/lists.rs"]
 mod lists;
 #[path = "http/policy.rs"]

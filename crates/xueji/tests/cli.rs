@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "cli/crash.rs"]
+mod crash;
+#[path = "cli/ops.rs"]
+mod ops;
+
 const PG_ENV: &str = "XUEJI_TEST_DATABASE_URL";
 
 fn xueji() -> Command {
@@ -84,7 +89,13 @@ struct Target {
     label: &'static str,
     args: Vec<String>,
     pg_name: Option<String>,
+    /// Held while a PostgreSQL target is in use: the crash test restarts the server only when
+    /// no other test of this binary uses it.
+    pg_guard: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
+
+/// Taken for writing by the test that restarts PostgreSQL.
+static PG_IN_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 impl Target {
     fn args(&self) -> Vec<&str> {
@@ -143,23 +154,37 @@ fn targets() -> Vec<Target> {
         label: "sqlite",
         args: vec!["--db".into(), temp_path("x.db").display().to_string()],
         pg_name: None,
+        pg_guard: None,
     }];
-    if let Ok(base) = std::env::var(PG_ENV).map(|u| u.trim().to_string())
-        && !base.is_empty()
-    {
-        let name = format!(
-            "xueji_cli_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        pg_admin(format!("CREATE DATABASE {name}"));
-        v.push(Target {
-            label: "postgres",
-            args: vec!["--database-url".into(), pg_url_with_db(&base, &name)],
-            pg_name: Some(name),
-        });
+    if std::env::var(PG_ENV).is_ok_and(|u| !u.trim().is_empty()) {
+        // The guard first: the database is created only while no restart can happen.
+        let guard = PG_IN_USE.read().unwrap_or_else(|e| e.into_inner());
+        let mut t = pg_target().expect("PostgreSQL target");
+        t.pg_guard = Some(guard);
+        v.push(t);
     }
     v
+}
+
+/// A fresh PostgreSQL database when `XUEJI_TEST_DATABASE_URL` is set, without the guard (a test
+/// that already holds one must not take a second: a waiting writer would deadlock them).
+fn pg_target() -> Option<Target> {
+    let base = std::env::var(PG_ENV).ok()?.trim().to_string();
+    if base.is_empty() {
+        return None;
+    }
+    let name = format!(
+        "xueji_cli_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    pg_admin(format!("CREATE DATABASE {name}"));
+    Some(Target {
+        label: "postgres",
+        args: vec!["--database-url".into(), pg_url_with_db(&base, &name)],
+        pg_name: Some(name),
+        pg_guard: None,
+    })
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -267,8 +292,13 @@ struct Running {
 }
 
 fn spawn(args: &[&str]) -> Running {
+    spawn_with_env(args, &[])
+}
+
+fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = xueji()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

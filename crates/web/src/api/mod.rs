@@ -3,6 +3,7 @@
 mod accounts;
 mod auth;
 mod calendar;
+mod changes;
 mod notifications;
 mod oversight;
 mod problems;
@@ -65,7 +66,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reference::schools))
         .routes(routes!(reference::classes))
         .routes(routes!(reference::students))
-        .routes(routes!(reference::student))
+        .routes(routes!(reference::student, changes::patch_student))
         .routes(routes!(records::register))
         .routes(routes!(records::template))
         .routes(routes!(records::import))
@@ -102,6 +103,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(oversight::parent_query))
         .routes(routes!(oversight::statistics))
         .routes(routes!(oversight::statistics_xlsx))
+        .routes(routes!(changes::file))
+        .routes(routes!(changes::list))
+        .routes(routes!(changes::detail))
+        .routes(routes!(changes::review))
+        .routes(routes!(changes::withdraw))
+        .routes(routes!(changes::evidence))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::mark_read))
 }

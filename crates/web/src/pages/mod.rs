@@ -8,6 +8,7 @@
 mod account;
 mod auth;
 mod calendar;
+mod changes;
 mod home;
 mod messages;
 pub mod oversight;
@@ -85,6 +86,18 @@ pub fn router() -> Router<AppState> {
             get(transfer_detail::evidence),
         )
         .route("/transfers/{id}/notice", get(transfer_detail::notice))
+        .route("/changes", get(changes::list))
+        .route(
+            "/students/{student_no}/changes/new",
+            get(changes::new_form)
+                .post(changes::submit)
+                // Evidence files of 2 MB each (the whole body is capped by `MAX_BODY`).
+                .layer(DefaultBodyLimit::max(crate::MAX_BODY)),
+        )
+        .route("/changes/{id}", get(changes::detail))
+        .route("/changes/{id}/review", post(changes::review))
+        .route("/changes/{id}/withdraw", post(changes::withdraw))
+        .route("/changes/{id}/evidence/{eid}", get(changes::evidence))
         .route("/messages", get(messages::list))
         .route("/messages/read", post(messages::mark_read))
         .route("/calendar", get(calendar::page).post(calendar::submit))
@@ -214,6 +227,11 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
             items,
         });
     }
+    // 学籍异动 and 关键数据变更: filed from a student's page, reviewed from this list.
+    transfers.push(MenuGroup {
+        title: None,
+        items: vec![item("学籍异动", "/changes")],
+    });
     let mut menu = vec![
         MenuSection {
             title: "工作台",

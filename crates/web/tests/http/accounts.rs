@@ -1,0 +1,471 @@
+//! Account security over HTTP: the forced password change (API refusal, page redirect), the
+//! password API, logout everywhere, TOTP at login (API and page), per-address throttling with
+//! identical answers for unknown users, sealing and unsealing, and 三员分立 (the separated
+//! administrators reach only their own routes).
+
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{Value, json};
+use xueji_app::accounts::totp_code;
+use xueji_app::testing::{backends, test_clock};
+
+use crate::{PASSWORD, Srv, expect_problem, hidden_csrf, total};
+
+fn web_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Posts the login form; returns the client (with any session cookie) and the answer.
+async fn web_login_with(
+    srv: &Srv,
+    c: &reqwest::Client,
+    username: &str,
+    password: &str,
+    totp: &str,
+) -> reqwest::Response {
+    let form = c
+        .get(format!("{}/login", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_csrf(&form);
+    c.post(format!("{}/login", srv.base))
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+            ("totp", totp),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn post_json(srv: &Srv, path: &str, token: &str, body: Value) -> reqwest::Response {
+    srv.req(Method::POST, path, Some(token))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST")
+}
+
+#[tokio::test]
+async fn an_initial_password_must_be_changed_before_anything_else() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let sys = srv.login("sysadmin").await;
+        let account = json!({
+            "username": "newbie", "display_name": "新管理员", "role": "school_admin",
+            "org_code": "4101050001", "initial_password": "Init#Pass2026",
+        });
+        let moe = srv.login("moe").await;
+        expect_problem(
+            post_json(&srv, "/api/v1/accounts", &moe, account.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        let res = post_json(&srv, "/api/v1/accounts", &sys, account).await;
+        assert_eq!(res.status().as_u16(), 201, "{b:?}");
+        let created: Value = res.json().await.unwrap();
+        assert_eq!(created["must_change_password"], true);
+
+        // API: the login works, every call but auth/* is refused until the change.
+        let res = srv.try_login("newbie", "Init#Pass2026").await;
+        assert_eq!(res.status().as_u16(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["user"]["must_change_password"], true, "{b:?}");
+        let token = body["token"].as_str().unwrap().to_string();
+        expect_problem(
+            srv.get("/api/v1/students?school=4101050001", &token).await,
+            403,
+            "password_change_required",
+        )
+        .await;
+        assert_eq!(srv.get("/api/v1/auth/me", &token).await.status(), 200);
+        let weak = expect_problem(
+            post_json(
+                &srv,
+                "/api/v1/auth/password",
+                &token,
+                json!({"old": "Init#Pass2026", "new": "newbie12345"}),
+            )
+            .await,
+            422,
+            "weak_password",
+        )
+        .await;
+        assert_eq!(weak["field"], "new", "{weak}");
+        let wrong_old = expect_problem(
+            post_json(
+                &srv,
+                "/api/v1/auth/password",
+                &token,
+                json!({"old": "nope", "new": "Mine#Pass2026"}),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(wrong_old["field"], "old");
+        let res = post_json(
+            &srv,
+            "/api/v1/auth/password",
+            &token,
+            json!({"old": "Init#Pass2026", "new": "Mine#Pass2026"}),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        assert_eq!(
+            srv.get("/api/v1/students?school=4101050001", &token)
+                .await
+                .status(),
+            200,
+            "{b:?}: free after the change"
+        );
+
+        // Pages: a second new account is sent to the change form from every page.
+        srv.app
+            .create_account(
+                &srv.app
+                    .user_by_id(created["id"].as_i64().unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                serde_json::from_value(json!({
+                    "username": "newbie2", "display_name": "新审核员", "role": "school_reviewer",
+                    "org_code": "4101050001", "initial_password": "Init#Pass2026",
+                }))
+                .unwrap(),
+            )
+            .await
+            .expect_err("a school administrator creates no accounts");
+        let res = post_json(
+            &srv,
+            "/api/v1/accounts",
+            &sys,
+            json!({
+                "username": "newbie2", "display_name": "新审核员", "role": "school_reviewer",
+                "org_code": "4101050001", "initial_password": "Init#Pass2026",
+            }),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 201);
+        let c = web_client();
+        let res = web_login_with(&srv, &c, "newbie2", "Init#Pass2026", "").await;
+        assert_eq!(res.status().as_u16(), 303);
+        for path in ["/", "/students", "/transfers"] {
+            let res = c.get(format!("{}{path}", srv.base)).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 303, "{b:?}: {path}");
+            assert_eq!(location(&res), "/account/password", "{path}");
+        }
+        let page = c
+            .get(format!("{}/account/password", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("初始密码"), "{b:?}: says why");
+        let csrf = hidden_csrf(&html);
+        let res = c
+            .post(format!("{}/account/password", srv.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("old", "Init#Pass2026"),
+                ("new", "short"),
+                ("confirm", "short"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422);
+        assert!(res.text().await.unwrap().contains("密码长度至少为10位"));
+        let res = c
+            .post(format!("{}/account/password", srv.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("old", "Init#Pass2026"),
+                ("new", "Mine#Pass2026"),
+                ("confirm", "Mine#Pass2026"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303, "{b:?}");
+        let res = c
+            .get(format!("{}/students", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}: the session goes on");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn logout_everywhere_ends_every_token_and_the_page_session() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let a = srv.login("edu410105").await;
+        let other = srv.login("edu410105").await;
+        let web = srv.web_login("edu410105").await;
+        let res = post_json(&srv, "/api/v1/auth/logout-all", &a, json!({})).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["sessions_ended"], 3, "{b:?}");
+        for t in [&a, &other] {
+            expect_problem(srv.get("/api/v1/auth/me", t).await, 401, "unauthenticated").await;
+        }
+        let res = web.get(format!("{}/", srv.base)).send().await.unwrap();
+        assert_eq!(location(&res), "/login", "{b:?}");
+
+        // The page button does the same.
+        let web = srv.web_login("moe").await;
+        let token = srv.login("moe").await;
+        let html = web
+            .get(format!("{}/account", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("退出所有设备上的登录"));
+        let res = web
+            .post(format!("{}/account/logout-all", srv.base))
+            .form(&[("_csrf", hidden_csrf(&html).as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        assert_eq!(location(&res), "/login");
+        expect_problem(
+            srv.get("/api/v1/auth/me", &token).await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_users_get_the_same_answer_until_the_address_is_throttled() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let known = expect_problem(
+            srv.try_login("edu410105", "x").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+        let unknown = expect_problem(
+            srv.try_login("edu999999", "x").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+        assert_eq!(
+            known, unknown,
+            "{b:?}: the whole problem document is the same"
+        );
+        for i in 0..18 {
+            srv.try_login(&format!("ghost{i}"), "x").await;
+        }
+        expect_problem(
+            srv.try_login("moe", PASSWORD).await,
+            429,
+            "too_many_requests",
+        )
+        .await;
+        srv.app
+            .clock
+            .set(test_clock().now() + Duration::minutes(16));
+        srv.login("moe").await;
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_enrolled_second_factor_makes_login_a_two_step_call() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let now = test_clock().now();
+        let name = "edu410105";
+        let token = srv.login(name).await;
+        let res = post_json(&srv, "/api/v1/auth/totp", &token, json!({})).await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let e: Value = res.json().await.unwrap();
+        let secret = e["secret"].as_str().unwrap().to_string();
+        assert!(
+            e["otpauth_uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("otpauth://totp/")
+        );
+        let code = totp_code(&secret, name, now).unwrap();
+        let res = post_json(
+            &srv,
+            "/api/v1/auth/totp/confirm",
+            &token,
+            json!({ "code": code }),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        // Step one: the password alone.
+        let step = expect_problem(srv.try_login(name, PASSWORD).await, 401, "totp_required").await;
+        assert_eq!(step["field"], "totp");
+        // Step two: the same call with the code (a new one: each is accepted once).
+        let later = now + Duration::seconds(30);
+        srv.app.clock.set(later);
+        let code = totp_code(&secret, name, later).unwrap();
+        let res = srv
+            .req(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({ "username": name, "password": PASSWORD, "totp": code }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+
+        // The login page asks for the code, then accepts it.
+        let c = web_client();
+        let res = web_login_with(&srv, &c, name, PASSWORD, "").await;
+        assert_eq!(res.status().as_u16(), 401);
+        assert!(res.text().await.unwrap().contains("name=\"totp\""), "{b:?}");
+        let later = later + Duration::seconds(30);
+        srv.app.clock.set(later);
+        let code = totp_code(&secret, name, later).unwrap();
+        let res = web_login_with(&srv, &c, name, PASSWORD, &code).await;
+        assert_eq!(res.status().as_u16(), 303, "{b:?}");
+        // Demo accounts without enrolment log in as API.md says.
+        srv.login("edu410100").await;
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sealed_accounts_cannot_log_in_until_unsealed_from_above() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let t0 = test_clock().now();
+        srv.app.clock.set(t0 + Duration::days(100));
+        srv.login("secadmin").await;
+        srv.app.clock.set(t0 + Duration::days(181));
+        assert!(srv.app.seal_inactive_accounts().await.unwrap() > 0);
+        expect_problem(
+            srv.try_login("4101050001-admin", PASSWORD).await,
+            403,
+            "account_sealed",
+        )
+        .await;
+        let sec = srv.login("secadmin").await;
+        let settings: Value = srv
+            .get("/api/v1/security/settings", &sec)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(settings["totp_required"], "authority", "{settings}");
+        assert_eq!(settings["session_idle_minutes"], 30);
+        let res = srv
+            .req(
+                Method::POST,
+                "/api/v1/accounts/4101050001-admin/unseal",
+                Some(&sec),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        let school = srv.login("4101050001-admin").await;
+        expect_problem(
+            srv.req(
+                Method::POST,
+                "/api/v1/accounts/4101050001-reviewer/unseal",
+                Some(&school),
+            )
+            .send()
+            .await
+            .unwrap(),
+            404,
+            "not_found",
+        )
+        .await;
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn separated_administrators_reach_only_their_own_routes() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let auditor = srv.login("auditor").await;
+        let res = srv.get("/api/v1/audit?per_page=5", &auditor).await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        assert!(total(&res) >= 1);
+        let rows: Value = res.json().await.unwrap();
+        assert_eq!(rows[0]["action"], "login", "{rows}");
+        for name in ["auditor", "sysadmin", "secadmin"] {
+            let t = srv.login(name).await;
+            for path in [
+                "/api/v1/students?school=4101050001",
+                "/api/v1/students/G410105201001010011",
+                "/api/v1/schools",
+                "/api/v1/transfers",
+                "/api/v1/notifications",
+            ] {
+                expect_problem(srv.get(path, &t).await, 403, "forbidden").await;
+            }
+        }
+        for name in ["moe", "edu410105", "sysadmin"] {
+            let t = srv.login(name).await;
+            expect_problem(srv.get("/api/v1/audit", &t).await, 403, "forbidden").await;
+        }
+        // No route alters the audit trail.
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let res = srv
+                .req(m.clone(), "/api/v1/audit", Some(&auditor))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 405, "{b:?}: {m}");
+        }
+        // Pages: the auditor lands on the audit trail and reaches nothing else.
+        let web = srv.web_login("auditor").await;
+        let res = web.get(format!("{}/", srv.base)).send().await.unwrap();
+        assert_eq!(location(&res), "/audit");
+        let res = web.get(format!("{}/audit", srv.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("操作日志") && html.contains("login"));
+        assert!(!html.contains("学生名单"), "{b:?}: no student menu");
+        let res = web
+            .get(format!("{}/students", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{b:?}");
+        let moe = srv.web_login("moe").await;
+        let res = moe.get(format!("{}/audit", srv.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 403);
+        srv.stop().await;
+    }
+}
