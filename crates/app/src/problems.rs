@@ -243,6 +243,17 @@ struct Subject {
     authority_region: String,
 }
 
+/// The action waiting for the authority.
+#[derive(sqlx::FromRow)]
+struct PendingAction {
+    id: i64,
+    action: String,
+    new_name: Option<String>,
+    new_id_type: Option<String>,
+    new_id_number: Option<String>,
+    authority_region: String,
+}
+
 #[derive(sqlx::FromRow)]
 struct ActionRow {
     id: i64,
@@ -702,18 +713,18 @@ impl App {
         if opinion.chars().count() > 500 {
             return Err(Error::validation("opinion", "审核意见不超过500字").into());
         }
-        let pending: Option<(
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-        )> = on_pool!(self.db.read(), p => sqlx::query_as(
+        let pending: Option<PendingAction> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT id, action, new_name, new_id_type, new_id_number, authority_region FROM problem_actions \
              WHERE problem_id = $1 AND status = 'pending'"
         ).bind(problem_id).fetch_optional(p).await)?;
-        let Some((action_id, action, new_name, new_id_type, new_id_number, authority)) = pending
+        let Some(PendingAction {
+            id: action_id,
+            action,
+            new_name,
+            new_id_type,
+            new_id_number,
+            authority_region: authority,
+        }) = pending
         else {
             return Err(Error::new(ErrorCode::Conflict, "该问题学籍没有待审核的处理").into());
         };
@@ -914,19 +925,16 @@ impl App {
              version = version + 1, updated_at = $5 WHERE id = $6"
         ).bind(&c.name).bind(&c.id_type).bind(&c.id_number).bind(identity_status).bind(now).bind(s.student_id)
         .execute(&mut *conn).await.map(|r| r.rows_affected()));
-        match n {
-            Err(e) => {
-                let e = AppError::from(e);
-                if e.is_unique_violation() {
-                    return Err(Error::new(
-                        ErrorCode::DuplicatePerson,
-                        "更正后的证件号码已有学籍（一人一籍），不能同意该变更",
-                    )
-                    .into());
-                }
-                return Err(e);
+        if let Err(e) = n {
+            let e = AppError::from(e);
+            if e.is_unique_violation() {
+                return Err(Error::new(
+                    ErrorCode::DuplicatePerson,
+                    "更正后的证件号码已有学籍（一人一籍），不能同意该变更",
+                )
+                .into());
             }
-            Ok(_) => {}
+            return Err(e);
         }
         if c.name != s.name {
             let similar: Vec<(i64, String, String)> = on_tx!(tx, conn => sqlx::query_as(

@@ -12,6 +12,8 @@ mod hardening;
 mod lists;
 #[path = "http/policy.rs"]
 mod policy;
+#[path = "http/problems.rs"]
+mod problems;
 #[path = "http/reference.rs"]
 mod reference;
 #[path = "http/transfers.rs"]

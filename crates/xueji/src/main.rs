@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod bench;
+mod promote;
 
 use clap::{Args, Parser, Subcommand};
 use xueji_app::{App, Clock, Db};
@@ -107,6 +108,18 @@ enum Command {
         #[command(subcommand)]
         what: ImportWhat,
     },
+    /// 升级/毕业 at the year's switch: every enrolled student moves up one grade, the final grades
+    /// graduate; refused (listing the students) while any of them has an open business.
+    Promote {
+        /// The school year that begins, e.g. 2026.
+        #[arg(long)]
+        year: i32,
+        /// Only the schools of this region subtree (6-digit code).
+        #[arg(long, value_name = "CODE")]
+        region: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -178,7 +191,9 @@ fn print_demo_banner(url: &str) {
         xueji_app::seed::DEMO_PASSWORD
     );
     println!("    moe                      全国学籍管理员 national administrator");
-    println!("    sysadmin / secadmin / auditor   系统管理员 / 安全管理员 / 安全审计员（三员分立）");
+    println!(
+        "    sysadmin / secadmin / auditor   系统管理员 / 安全管理员 / 安全审计员（三员分立）"
+    );
     println!("    edu410000 / edu410100 / edu410105   河南省 / 郑州市 / 金水区 学籍主管部门");
     println!("    edu440000 / edu440106 / edu110108   广东省 / 天河区 / 海淀区 学籍主管部门");
     println!("    4101050001-admin / 4101050001-reviewer   金水区第一小学 学籍管理员 / 审核员");
@@ -283,6 +298,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 confirm_suspected,
             )
             .await?
+        }
+        Command::Promote { year, region, db } => {
+            promote::run(&db.url(DEFAULT_DB), year, region.as_deref()).await?
         }
         Command::Audit {
             what: AuditWhat::Verify { db },

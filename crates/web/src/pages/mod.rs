@@ -6,12 +6,15 @@
 //! the frame ([`PageError`]).
 
 mod account;
+mod archive;
 mod auth;
 mod calendar;
 mod changes;
 mod home;
 mod messages;
 pub mod oversight;
+mod problems;
+mod records;
 mod sanctions;
 mod schools;
 mod students;
@@ -47,7 +50,29 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home::home))
         .route("/students", get(students::list))
         .route("/students/open", get(students::open))
+        .route(
+            "/students/register",
+            get(records::register_form).post(records::register),
+        )
+        .route(
+            "/students/import",
+            get(records::import_form)
+                .post(records::upload)
+                .layer(DefaultBodyLimit::max(crate::MAX_BODY)),
+        )
+        .route("/students/import/template.xlsx", get(records::template))
+        .route("/students/import/{job}", get(records::job))
+        .route(
+            "/students/import/{job}/progress.json",
+            get(records::progress),
+        )
+        .route("/students/import/{job}/commit", post(records::commit))
+        .route(
+            "/students/import/{job}/report.xlsx",
+            get(records::report_xlsx),
+        )
         .route("/students/{student_no}", get(students::detail))
+        .route("/students/{student_no}/card", get(archive::card))
         .route(
             "/students/{student_no}/sanctions",
             get(sanctions::page).post(sanctions::record),
@@ -55,6 +80,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/students/{student_no}/sanctions/{id}/revoke",
             post(sanctions::revoke),
+        )
+        .route("/problems", get(problems::list))
+        .route("/problems/{id}", get(problems::detail))
+        .route(
+            "/problems/{id}/action",
+            post(problems::act).layer(DefaultBodyLimit::max(crate::MAX_BODY)),
+        )
+        .route("/problems/{id}/decision", post(problems::decide))
+        .route("/problems/{id}/evidence/{eid}", get(problems::evidence))
+        .route(
+            "/promotion",
+            get(problems::promotion).post(problems::run_promotion),
         )
         .route("/schools", get(schools::list))
         .route("/schools/{code}", get(schools::detail))
@@ -108,6 +145,7 @@ pub fn router() -> Router<AppState> {
             HeaderValue::from_static("no-store"),
         ))
         .route("/static/app.css", get(stylesheet))
+        .route("/static/import.js", get(records::script))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +289,7 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
             current: false,
             groups: vec![MenuGroup {
                 title: None,
-                items: vec![item("学生名单", "/students")],
+                items: student_items(role),
             }],
         },
     ];
@@ -307,6 +345,21 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
         });
     }
     menu
+}
+
+/// 学生管理: the list for everyone; registration and import for a school's administrator;
+/// 问题学籍 for the school's staff and the authorities; 升级毕业 for the authorities.
+fn student_items(role: Role) -> Vec<MenuItem> {
+    let mut items = vec![item("学生名单", "/students")];
+    if role == Role::SchoolAdmin {
+        items.push(item("学籍注册", "/students/register"));
+        items.push(item("批量导入", "/students/import"));
+    }
+    items.push(item("问题学籍", "/problems"));
+    if matches!(role, Role::AuthorityAdmin | Role::NationalAdmin) {
+        items.push(item("升级毕业", "/promotion"));
+    }
+    items
 }
 
 /// Marks the entry whose link is `current` and returns the breadcrumb leading to it.

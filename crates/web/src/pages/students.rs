@@ -319,6 +319,8 @@ pub struct StudentPage {
     created_at: String,
     numbers: Vec<NumberRow>,
     enrollments: Vec<EnrollmentRow>,
+    /// Identity checks, problem records, transfers, status changes (电子学籍档案).
+    history: super::archive::History,
 }
 
 pub async fn detail(
@@ -330,9 +332,7 @@ pub async fn detail(
     let no = path
         .map(|Path(p)| p)
         .map_err(|_| layout.fail(Error::not_found("该学生")))?;
-    let d = s
-        .app
-        .student(&u.user, &no)
+    let (d, history) = super::archive::load(&s.app, &u.user, &no)
         .await
         .map_err(|e| layout.fail(e))?;
     let mut layout = layout;
@@ -384,15 +384,12 @@ pub async fn detail(
                 grade: grade_label(&e.grade),
                 class_name: e.class_name.unwrap_or_default(),
                 active: e.status == "active",
-                status: match e.status.as_str() {
-                    "active" => "在籍",
-                    "transferred_out" => "已转出",
-                    _ => "其他",
-                },
+                status: super::archive::enrollment_status(&e.status),
                 started_at: fmt_date(&e.started_at),
                 ended_at: e.ended_at.as_ref().map(fmt_date).unwrap_or_default(),
             })
             .collect(),
+        history,
     })
 }
 
