@@ -2,6 +2,8 @@
 //! backend (SQLite always; PostgreSQL too when `XUEJI_TEST_DATABASE_URL` is set). They check the
 //! contract of record (API.md). One binary for the crate (DESIGN.md §5).
 
+#[path = "http/accounts.rs"]
+mod accounts;
 #[path = "http/auth.rs"]
 mod auth;
 #[path = "http/bad_input.rs"]
