@@ -8,6 +8,8 @@ mod accounts;
 mod auth;
 #[path = "http/bad_input.rs"]
 mod bad_input;
+#[path = "http/changes.rs"]
+mod changes;
 #[path = "http/hardening.rs"]
 mod hardening;
 #[path = "http/lists.rs"]
