@@ -4,8 +4,9 @@
 //! the school teaches (a 九年一贯制 school's 六年级 goes on to its 初一) — into the class of the
 //! same name in the new grade (`三年级（1）班` → `四年级（1）班`; created with the old class's
 //! capacity when the school has none). Students of a school's final grade graduate: status
-//! `graduated` (毕业), their enrollment ended with status `graduated`, their class place freed;
-//! the school keeps seeing them. Suspended (休学) and other non-enrolled students stay where they
+//! `graduated` (毕业), their enrollment ended with status `graduated`; like a student transferred
+//! out they leave the school's list of enrolled students and their class place, and the school
+//! keeps reading their archive through that enrollment. Suspended (休学) and other non-enrolled students stay where they
 //! are. Each move ends the enrollment row (status `promoted`) and opens the next one, so the
 //! archive shows every year.
 //!
@@ -397,8 +398,8 @@ async fn graduate_grade(
              AND student_id IN (SELECT id FROM students WHERE school_id = $1 AND grade = $2 AND status = 'enrolled')"
         ).bind(school_id).bind(g.code()).bind(now).execute(&mut *c).await?;
         sqlx::query(
-            "UPDATE students SET status = 'graduated', class_id = NULL, version = version + 1, updated_at = $3 \
-             WHERE school_id = $1 AND grade = $2 AND status = 'enrolled'"
+            "UPDATE students SET status = 'graduated', school_id = NULL, class_id = NULL, version = version + 1, \
+             updated_at = $3 WHERE school_id = $1 AND grade = $2 AND status = 'enrolled'"
         ).bind(school_id).bind(g.code()).bind(now).execute(&mut *c).await.map(|r| r.rows_affected())?
     });
     Ok(n)

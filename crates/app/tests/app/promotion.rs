@@ -22,7 +22,8 @@ async fn snapshot(
     school: &str,
 ) -> Vec<(String, String, String, Option<String>)> {
     let sql = format!(
-        "SELECT st.student_no, st.grade, st.status, c.name FROM students st JOIN schools s ON s.id = st.school_id \
+        "SELECT st.student_no, st.grade, st.status, c.name FROM students st JOIN schools s ON s.id = \
+         COALESCE(st.school_id, (SELECT e.school_id FROM enrollments e WHERE e.student_id = st.id ORDER BY e.id DESC LIMIT 1)) \
          LEFT JOIN classes c ON c.id = st.class_id WHERE s.code = '{school}' ORDER BY st.student_no"
     );
     xueji_app::on_pool!(db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(p).await)
@@ -102,6 +103,17 @@ async fn promotion_moves_every_grade_up_and_graduates_the_final_grade_once() {
                 .filter(|c| c.grade == "11")
                 .all(|c| c.enrolled == 0)
         );
+        // Graduates leave the list of enrolled students; their archive stays readable.
+        let listed = app
+            .students(&admin, &StudentFilter::default(), all())
+            .await
+            .unwrap();
+        assert!(listed.items.iter().all(|s| s.status == "enrolled"));
+        let graduate = &before_primary.iter().find(|s| s.1 == "16").unwrap().0;
+        let st = app.student(&admin, graduate).await.unwrap();
+        assert_eq!(st.summary.status, "graduated");
+        assert_eq!(st.enrollments[0].status, "graduated");
+        assert!(st.enrollments[0].ended_at.is_some());
         // The archive keeps each year: the promoted enrollment ended, the next one active.
         let promoted_no = &before_primary.iter().find(|s| s.1 == "13").unwrap().0;
         let st = app.student(&admin, promoted_no).await.unwrap();
