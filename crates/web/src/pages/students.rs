@@ -74,6 +74,8 @@ pub struct StudentsPage {
 fn business_label(b: Option<&str>) -> &'static str {
     match b {
         Some("transfer") => "转学办理中",
+        Some("status_change") => "学籍异动办理中",
+        Some("key_change") => "关键数据变更办理中",
         Some(_) => "有在办业务",
         None => "",
     }

@@ -561,6 +561,17 @@ async fn the_pages_file_list_and_decide_a_change() {
         assert!(location.ends_with("?done=filed"), "{location}");
         let location = location.trim_end_matches("?done=filed").to_string();
         assert!(location.starts_with("/changes/"), "{location}");
+        // The student's page names the lock and links to the change history.
+        let student_page = admin
+            .get(format!("{}/students/{no}", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(student_page.contains("学籍异动办理中"));
+        assert!(student_page.contains(&format!("/changes?student={no}")));
 
         // The reviewer finds it on the 学籍异动 work list and approves on the detail page.
         let reviewer = s.web_login("4101050003-reviewer").await;
