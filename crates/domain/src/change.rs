@@ -1013,6 +1013,51 @@ mod tests {
         assert!(t.unlocks && !t.applies);
     }
 
+    proptest::proptest! {
+        /// Whatever anyone clicks, in any order: the change applies at most once, only on the
+        /// authority's approval after the school's, and the lock is released exactly when the
+        /// request ends.
+        #[test]
+        fn applies_once_and_only_after_both_approvals(
+            steps in proptest::collection::vec((0usize..6, 0usize..4), 0..20)
+        ) {
+            let people = [
+                school_admin(FILER),
+                school_admin(2),
+                reviewer(),
+                authority(),
+                actor(8, Role::AuthorityAdmin, OrgRef::Authority("440106".into())),
+                actor(9, Role::NationalAdmin, OrgRef::National),
+            ];
+            let actions = [approve(), reject("不符合条件"), reject(""), ChangeAction::Withdraw { reason: "撤回".into() }];
+            let mut st = state(ChangeStatus::PendingSchool);
+            let (mut applied, mut unlocked, mut school_ok) = (0, 0, false);
+            for (who, what) in steps {
+                let before = st.status;
+                match decide(&st, &people[who], &actions[what]) {
+                    Ok(t) => {
+                        proptest::prop_assert!(before.is_pending());
+                        if t.applies {
+                            proptest::prop_assert!(school_ok && before == ChangeStatus::PendingAuthority);
+                            proptest::prop_assert_eq!(&people[who].org, &OrgRef::Authority(AUTH.into()));
+                            applied += 1;
+                        }
+                        if t.to == ChangeStatus::PendingAuthority {
+                            school_ok = true;
+                        }
+                        proptest::prop_assert_eq!(t.unlocks, !t.to.is_pending());
+                        unlocked += usize::from(t.unlocks);
+                        st.status = t.to;
+                    }
+                    Err(_) => proptest::prop_assert_eq!(st.status, before),
+                }
+            }
+            proptest::prop_assert!(applied <= 1);
+            proptest::prop_assert_eq!(unlocked, usize::from(!st.status.is_pending()));
+            proptest::prop_assert_eq!(applied == 1, st.status == ChangeStatus::Applied);
+        }
+    }
+
     #[test]
     fn the_school_admin_withdraws_while_pending() {
         let w = |r: &str| ChangeAction::Withdraw { reason: r.into() };
