@@ -2,10 +2,12 @@
 //! school's reviewer then the supervising authority), and the direct edit of non-key fields.
 
 use axum::Json;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa_axum::router::UtoipaMethodRouter;
 use xueji_app::changes::{ChangeDetail, ChangeFilter, ChangeSummary, NewChange, StudentPatch};
 use xueji_app::paging::{Page, PageQuery};
 use xueji_app::students::StudentDetail;
@@ -17,6 +19,18 @@ use super::transfers::{ReviewBody, WithdrawBody};
 use crate::AppState;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem};
 use crate::session::ApiUser;
+
+/// The filing route takes evidence as base64 inside its JSON: up to five files of 2 MB grow past
+/// the extractors' default 2 MB limit, so this route allows the server-wide `MAX_BODY`.
+pub fn with_evidence_limit(
+    (schemas, paths, method): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        method.layer(DefaultBodyLimit::max(crate::MAX_BODY)),
+    )
+}
 
 /// Files a change request for a student of the caller's school (its 学籍管理员). The student is
 /// locked (在办业务) until the request ends: a student with an open business gets

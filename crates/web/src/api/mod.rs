@@ -103,7 +103,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(oversight::parent_query))
         .routes(routes!(oversight::statistics))
         .routes(routes!(oversight::statistics_xlsx))
-        .routes(routes!(changes::file))
+        .routes(changes::with_evidence_limit(routes!(changes::file)))
         .routes(routes!(changes::list))
         .routes(routes!(changes::detail))
         .routes(routes!(changes::review))

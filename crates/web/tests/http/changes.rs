@@ -445,6 +445,23 @@ async fn key_changes_and_the_direct_edit_over_http() {
             .await;
         assert_eq!(res.status().as_u16(), 200);
         assert_eq!(res.bytes().await.unwrap().as_ref(), b"%PDF-1.4\n");
+        // A scan of 1.8 MB (2.4 MB as base64) is accepted: the filing route allows more than
+        // the default JSON limit.
+        let big = format!("JVBERi0xLjQK{}", "AAAA".repeat(600_000));
+        let d = ok(
+            send(
+                &s,
+                Method::POST,
+                &admin,
+                &format!("/api/v1/students/{}/changes", g22[2]),
+                json!({ "kind": "key_change", "reason": "出生日期登记错误", "new_name": "王更正",
+                        "evidence": [{ "filename": "出生医学证明.pdf", "content_base64": big }] }),
+            )
+            .await,
+            201,
+        )
+        .await;
+        assert_eq!(d["evidence"][0]["size"], 9 + 1_800_000);
 
         // Non-key fields edit directly; key fields are refused there.
         let patch = format!("/api/v1/students/{b}");
