@@ -49,6 +49,10 @@ fn kind_label(kind: &str) -> &'static str {
         "file_pulled" => "已调档",
         "paper_sent" => "档案寄出",
         "paper_received" => "档案接收",
+        "problem_waiting" => "问题学籍待审核",
+        "problem_approved" => "问题学籍已同意",
+        "problem_refused" => "问题学籍被退回",
+        "promotion_done" => "升级完成",
         _ => "通知",
     }
 }
@@ -84,10 +88,12 @@ pub async fn list(
         .map(|n| MessageRow {
             id: n.id,
             kind: kind_label(&n.kind),
-            href: n
-                .transfer_id
-                .map(|t| format!("/transfers/{t}"))
-                .unwrap_or_default(),
+            href: match (n.transfer_id, n.kind.as_str()) {
+                (Some(t), _) => format!("/transfers/{t}"),
+                (None, "problem_waiting") => "/problems?todo=1".into(),
+                (None, "problem_approved" | "problem_refused") => "/problems".into(),
+                _ => String::new(),
+            },
             text: n.text,
             created_at: fmt_time(&n.created_at),
             read: n.read,

@@ -196,6 +196,8 @@ pub struct ActionForm {
     /// `evidence`, `opinion`); empty field: shown on top.
     pub field: String,
     pub message: String,
+    /// The status of the refusal shown (422, 409, …).
+    pub status: Option<StatusCode>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -282,11 +284,7 @@ async fn detail_page(
             }
         })
         .collect();
-    let status = if f.message.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = f.status.unwrap_or(StatusCode::OK);
     let page = DetailPage {
         kind: pr::kind_label_zh(&sm.kind),
         status: pr::status_label_zh(&sm.status),
@@ -416,6 +414,7 @@ async fn read_action_form(mut mp: Multipart) -> Result<Submitted, Error> {
 }
 
 fn fail_form(mut f: ActionForm, e: Error) -> ActionForm {
+    f.status = Some(status_of(&e));
     f.field = e.field.unwrap_or_default().to_string();
     f.message = e.message;
     f
@@ -540,6 +539,7 @@ pub async fn decide(
             let f = ActionForm {
                 opinion: form.opinion,
                 field: e.field.unwrap_or_default().to_string(),
+                status: Some(status_of(&e)),
                 message: e.message,
                 ..Default::default()
             };

@@ -548,6 +548,19 @@ async fn problem_pages_and_the_import_job_with_its_progress() {
             .unwrap();
         assert!(html.contains("说明.pdf") && html.contains("重复录入的学籍"));
         let csrf = hidden_csrf(&html);
+        // 不同意 without an opinion: refused beside the field.
+        let res = county
+            .post(format!("{}/problems/{pid}/decision", s.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("decision", "refuse"),
+                ("opinion", " "),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422);
+        assert!(res.text().await.unwrap().contains("id=\"opinion-error\""));
         let res = county
             .post(format!("{}/problems/{pid}/decision", s.base))
             .form(&[
