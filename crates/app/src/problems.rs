@@ -24,6 +24,7 @@
 //!   and it leaves every list; its numbers are retired (`replaced_at`), never reissued. The
 //!   identity document is released for a correct registration by suffixing the stored number with
 //!   `#D` + the record's id; the number as it was is kept in the action row (`old_id_number`).
+//!   A deleted record still waiting for the identity check leaves its queue (`not_applicable`).
 //!   The student's other open problem records are resolved `deleted`, and other records' 疑似重复
 //!   problems pointing at it `related_deleted`.
 
@@ -969,7 +970,9 @@ impl App {
         on_tx!(tx, c => {
             sqlx::query(
                 "UPDATE students SET status = 'deleted', school_id = NULL, grade = NULL, class_id = NULL, \
-                 id_number = $1, version = version + 1, updated_at = $2 WHERE id = $3"
+                 id_number = $1, version = version + 1, updated_at = $2, \
+                 identity_status = CASE WHEN identity_status = 'pending' THEN 'not_applicable' ELSE identity_status END \
+                 WHERE id = $3"
             ).bind(&released).bind(now).bind(s.student_id).execute(&mut *c).await?;
             sqlx::query(
                 "UPDATE enrollments SET status = 'deleted', ended_at = $1 WHERE student_id = $2 AND ended_at IS NULL"

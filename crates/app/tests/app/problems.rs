@@ -408,6 +408,88 @@ async fn a_deletion_keeps_the_history_and_releases_the_document() {
     }
 }
 
+/// A suspected duplicate confirmed at registration, then found to be the same person: the new
+/// record is deleted, leaves the identity check's queue, and the suspicion is resolved.
+#[tokio::test]
+async fn deleting_a_confirmed_suspected_duplicate_takes_it_out_of_the_identity_queue() {
+    for b in backends() {
+        let app = demo_app(b).await;
+        let admin = user(&app, &format!("{SCHOOL}-admin")).await;
+        let authority = authority_of_school(&app).await;
+        // A student on record, registered again under a passport by mistake.
+        let existing = app
+            .students(&admin, &StudentFilter::default(), all())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|s| s.grade.as_deref() == Some("13"))
+            .unwrap();
+        let class = existing.class_id.unwrap();
+        let r = app
+            .register_student(
+                &admin,
+                &NewStudent {
+                    name: existing.name.clone(),
+                    gender: existing.gender.clone(),
+                    birth_date: existing.birth_date.to_string(),
+                    ethnicity: "01".into(),
+                    id_type: "1".into(),
+                    id_number: IdNumber::from_parts(
+                        "410105",
+                        existing.birth_date,
+                        if existing.gender == "male" { 991 } else { 992 },
+                    )
+                    .as_str()
+                    .into(),
+                    grade: "13".into(),
+                    class_id: class,
+                    confirm_suspected: true,
+                },
+            )
+            .await
+            .expect("registered after confirmation");
+        assert_eq!(r.identity_status, "pending");
+        let no = r.student.summary.student_no;
+        let f = ProblemFilter {
+            q: Some(no.clone()),
+            kind: Some("suspected_duplicate".into()),
+            ..Default::default()
+        };
+        let p = app.problems(&admin, &f, all()).await.unwrap();
+        assert_eq!(p.total, 1);
+        let pid = p.items[0].id;
+        let detail = app.problem(&admin, pid).await.unwrap();
+        assert_eq!(
+            detail.related_student_no.as_deref(),
+            Some(existing.student_no.as_str())
+        );
+        app.request_problem_action(&admin, pid, &ask("delete", "与已有学籍为同一人"), vec![])
+            .await
+            .unwrap();
+        app.decide_problem_action(&authority, pid, &decide("approve", ""))
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&app.db, &format!(
+                "SELECT COUNT(*) FROM students s JOIN student_numbers n ON n.student_id = s.id \
+                 WHERE n.student_no = '{no}' AND s.status = 'deleted' AND s.identity_status = 'not_applicable'"
+            ))
+            .await,
+            1
+        );
+        let report = app
+            .run_identity_checks(SimulatedIdentityService::shared(), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(report.pending, 0, "{b:?}: nothing left in the queue");
+        // The record on file is untouched.
+        let st = app.student(&admin, &existing.student_no).await.unwrap();
+        assert_eq!(st.summary.status, "enrolled");
+        dispose(&app.db).await;
+    }
+}
+
 #[tokio::test]
 async fn problem_records_are_scoped_and_only_the_right_parties_act() {
     for b in backends() {
