@@ -121,6 +121,20 @@ async fn work_list(app: &App, u: &WebUser) -> Result<WorkList, xueji_app::AppErr
             overdue_href: format!("/transfers?kind={}&overdue=1", kind.as_str()),
         });
     }
+    if matches!(role, Role::SchoolReviewer | Role::AuthorityAdmin) {
+        // 学籍异动 requests waiting for this organisation's decision (they have no deadline).
+        let waiting = xueji_app::changes::ChangeFilter {
+            todo: Some(true),
+            ..Default::default()
+        };
+        list.kinds.push(KindCount {
+            label: "学籍异动",
+            count: app.changes(&u.user, &waiting, one).await?.total,
+            overdue: 0,
+            href: "/changes?view=todo".into(),
+            overdue_href: String::new(),
+        });
+    }
     Ok(list)
 }
 

@@ -592,6 +592,18 @@ async fn the_pages_file_list_and_decide_a_change() {
 
         // The reviewer finds it on the 学籍异动 work list and approves on the detail page.
         let reviewer = s.web_login("4101050003-reviewer").await;
+        let home = reviewer
+            .get(format!("{}/", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            home.contains("<a href=\"/changes?view=todo\">待审核 <strong>1</strong> 件</a>"),
+            "{home}"
+        );
         let list = reviewer
             .get(format!("{}/changes", s.base))
             .send()
