@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/totp/confirm", post(totp_confirm))
         .route("/account/logout-all", post(logout_all))
         .route("/account/new", post(create))
+        .route("/account/unseal", post(unseal))
         .route("/audit", get(audit))
 }
 
@@ -94,6 +95,10 @@ pub struct AccountPage {
     enrolment: Option<TotpEnrolment>,
     settings: Vec<Setting>,
     may_create: bool,
+    /// The security administrator and the administrators of authorities and the Ministry unseal
+    /// accounts below them.
+    may_unseal: bool,
+    unseal_username: String,
     /// Typed values of the account form (kept on an error).
     new_username: String,
     new_display_name: String,
@@ -186,6 +191,11 @@ async fn account_page(s: &AppState, u: &WebUser) -> PageResult<AccountPage> {
         enrolment: None,
         settings,
         may_create: u.user.role == Role::SystemAdmin,
+        may_unseal: matches!(
+            u.user.role,
+            Role::SecurityAdmin | Role::AuthorityAdmin | Role::NationalAdmin
+        ),
+        unseal_username: String::new(),
         new_username: String::new(),
         new_display_name: String::new(),
         new_role: "school_admin".into(),
@@ -297,6 +307,29 @@ pub async fn create(
             p.new_org_code.clear();
         }
         Err(e) => p.error = Some(user_error(e)),
+    }
+    Ok(p)
+}
+
+/// 解封: unseals an account sealed after six months unused.
+pub async fn unseal(
+    State(s): State<AppState>,
+    u: WebUser,
+    form: Result<axum::Form<Pairs>, FormRejection>,
+) -> PageResult<AccountPage> {
+    let pairs = form_pairs(form);
+    let mut p = account_page(&s, &u).await?;
+    check_csrf(&u, &last_value(&pairs, "_csrf")).map_err(|e| p.layout.fail(e))?;
+    let username = last_value(&pairs, "username");
+    match s.app.unseal_account(&u.user, &username).await {
+        Ok(()) => p.done = Some(format!("账号 {} 已解封", username.trim())),
+        Err(e) => {
+            // Shown beside the field.
+            let mut e = user_error(e);
+            e.field = Some("unseal_username");
+            p.error = Some(e);
+            p.unseal_username = username;
+        }
     }
     Ok(p)
 }

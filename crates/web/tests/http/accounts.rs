@@ -395,6 +395,40 @@ async fn sealed_accounts_cannot_log_in_until_unsealed_from_above() {
             .await
             .unwrap();
         assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        // The county authority (unsealed by the security administrator) unseals a school's
+        // account through its page.
+        let res = srv
+            .req(
+                Method::POST,
+                "/api/v1/accounts/edu410105/unseal",
+                Some(&sec),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 204);
+        let county = srv.web_login("edu410105").await;
+        let html = county
+            .get(format!("{}/account", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("解封账号"), "{b:?}");
+        let res = county
+            .post(format!("{}/account/unseal", srv.base))
+            .form(&[
+                ("_csrf", hidden_csrf(&html).as_str()),
+                ("username", "4101050002-admin"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(res.text().await.unwrap().contains("已解封"), "{b:?}");
+        srv.login("4101050002-admin").await;
         let school = srv.login("4101050001-admin").await;
         expect_problem(
             srv.req(
