@@ -12,8 +12,8 @@
 //! Rules chosen where the Measures (《中小学生学籍管理办法》) leave room, documented here:
 //! - 休学 `suspension`: from an enrolled student, with a period (from ≤ until) of at most one year;
 //!   a longer absence is a second request after the first ends.
-//! - 复学 `resumption`: only from 休学; into the former grade or a neighbouring grade of the same
-//!   学段 that the school offers.
+//! - 复学 `resumption`: from 休学, or from 辍学 when the student is brought back (劝返复学); into
+//!   the former grade or a neighbouring grade of the same 学段 that the school offers.
 //! - 退学 `withdrawal`: 高中 grades only (compulsory education cannot be left by withdrawal).
 //! - 辍学 `dropout`: 义务教育 grades only (小学, 初中); carries the report duty (劝返, 控辍保学): the
 //!   authority is notified when it is filed and again when it is approved.
@@ -385,7 +385,8 @@ pub fn check_kind(kind: ChangeKind, f: &StudentFacts, p: &KindParams) -> Result<
             Ok(effect(S::Suspended, None, false))
         }
         ChangeKind::Resumption => {
-            require_status(kind, f.status, &[S::Suspended])?;
+            // A dropout brought back (劝返复学) resumes too: that is what 控辍保学 aims at.
+            require_status(kind, f.status, &[S::Suspended, S::DroppedOut])?;
             Ok(effect(S::Enrolled, return_grade(f, p.grade)?, false))
         }
         ChangeKind::Withdrawal => {
@@ -774,6 +775,8 @@ mod tests {
                 .field,
             Some("to_grade")
         );
+        let returned = junior(StudentStatus::DroppedOut, "22");
+        assert!(check_kind(ChangeKind::Resumption, &returned, &no_params()).is_ok());
         let enrolled = junior(StudentStatus::Enrolled, "22");
         assert_eq!(
             check_kind(ChangeKind::Resumption, &enrolled, &no_params())

@@ -145,6 +145,17 @@ async fn status_changes_apply_their_effects_after_approval() {
         assert_eq!(s.summary.class_id, None, "the seat is freed");
         assert_eq!(s.enrollments[0].status, "dropped_out");
         assert!(s.enrollments[0].ended_at.is_some());
+        // 劝返复学: brought back, the student resumes into a class of the same grade.
+        let class22 = classes.iter().find(|c| c.grade == "22").unwrap().id;
+        let mut r = req("resumption");
+        r.to_class_id = Some(class22);
+        let d = file(&app, &no, r).await;
+        approve_both(&app, d.id).await;
+        let s = app.student(&admin, &no).await.unwrap();
+        assert_eq!(s.summary.status, "enrolled");
+        assert_eq!(s.summary.class_id, Some(class22));
+        assert_eq!(s.enrollments[0].status, "active");
+        assert!(s.enrollments[0].ended_at.is_none());
 
         // 死亡.
         let no = g22[2].clone();
