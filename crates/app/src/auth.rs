@@ -163,6 +163,14 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     hash_password("xueji-dummy-password").expect("argon2 with default parameters")
 });
 
+/// Makes the dummy hash on the blocking pool ahead of the first login, so that the first unknown
+/// user costs no more than a known one. Called when the application starts.
+pub(crate) fn warm_up() {
+    drop(tokio::task::spawn_blocking(|| {
+        std::sync::LazyLock::force(&DUMMY_HASH);
+    }));
+}
+
 /// Runs the password verification of an account that does not exist or may not log in now.
 async fn dummy_verify(password: &str) {
     let pw = password.to_string();

@@ -63,6 +63,7 @@ impl App {
             )),
         };
         app.reload_calendar().await?;
+        auth::warm_up();
         Ok(app)
     }
 
