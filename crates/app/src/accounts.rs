@@ -456,6 +456,38 @@ impl App {
         Ok(())
     }
 
+    /// Removes an account's second factor (a lost phone): the security administrator only. The
+    /// user may enrol again; until then the password alone signs in.
+    pub async fn reset_totp(&self, actor: &CurrentUser, username: &str) -> AppResult<()> {
+        if actor.role != Role::SecurityAdmin {
+            return Err(Error::forbidden("只有安全管理员可以重置动态口令").into());
+        }
+        let now = self.clock.now();
+        let Some(t) = self.target(username).await? else {
+            return Err(Error::not_found("账号").into());
+        };
+        let mut tx = self.db.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_enabled = FALSE, totp_last_step = NULL WHERE id = $1"
+        ).bind(t.id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.audit_actor(),
+            AuditEvent {
+                action: "totp_reset",
+                entity_type: "user",
+                entity_id: t.id.to_string(),
+                before: None,
+                after: Some(serde_json::json!({ "username": t.username })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The system administrator creates an account with an initial password; the user must
     /// change it before doing anything else.
     pub async fn create_account(

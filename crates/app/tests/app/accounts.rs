@@ -485,6 +485,22 @@ async fn totp_is_enrolled_confirmed_then_required_at_login() {
             ),
             ErrorCode::Unauthenticated
         );
+        // A lost phone: only the security administrator removes the second factor.
+        assert_eq!(
+            refused(app.reset_totp(&u, name).await),
+            ErrorCode::Forbidden
+        );
+        let sec = user(&app, "secadmin").await;
+        assert_eq!(
+            refused(app.reset_totp(&sec, "nosuchuser").await),
+            ErrorCode::NotFound
+        );
+        app.reset_totp(&sec, name).await.expect("reset");
+        assert!(!app.totp_enabled(&u).await.expect("enabled"));
+        login(&app, name, DEMO_PASSWORD)
+            .await
+            .expect("password alone again");
+        app.totp_begin(&u).await.expect("may enrol again");
         // The operator may switch the second factor off.
         app.set_accounts(AccountPolicy {
             totp_required: TotpRequired::None,

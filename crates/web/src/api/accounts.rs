@@ -125,6 +125,19 @@ pub async fn unseal(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes an account's TOTP second factor (lost phone; security administrator only).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/totp-reset", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn reset_totp(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.app.reset_totp(&u, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
     pub action: Option<String>,

@@ -60,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::totp_confirm))
         .routes(routes!(accounts::create))
         .routes(routes!(accounts::unseal))
+        .routes(routes!(accounts::reset_totp))
         .routes(routes!(accounts::audit))
         .routes(routes!(accounts::settings))
         .routes(routes!(reference::regions))
