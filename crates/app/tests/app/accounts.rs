@@ -628,3 +628,29 @@ async fn pruning_keeps_the_chain_verifiable_and_tampering_visible() {
         dispose(&app.db).await;
     }
 }
+
+#[tokio::test]
+async fn demo_accounts_are_not_sealed_within_six_months_of_loading() {
+    for b in backends() {
+        // Loaded seven months after the dataset's fixed school-year date (2026-08-31).
+        let loaded = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 4, 1, 1, 0, 0)
+            .single()
+            .expect("time");
+        let db = xueji_app::testing::empty_db(b).await;
+        let app = App::new(db, xueji_app::Clock::fixed(loaded))
+            .await
+            .expect("app");
+        app.seed_demo().await.expect("seed");
+        assert_eq!(
+            app.seal_inactive_accounts().await.expect("seal"),
+            0,
+            "{b:?}"
+        );
+        login(&app, "moe", DEMO_PASSWORD)
+            .await
+            .expect("API.md's login works");
+        app.clock.set(loaded + Duration::days(181));
+        assert!(app.seal_inactive_accounts().await.expect("seal") > 3000);
+        dispose(&app.db).await;
+    }
+}
