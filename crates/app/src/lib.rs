@@ -12,6 +12,7 @@ pub mod changes;
 pub mod clock;
 pub mod db;
 pub mod deadlines;
+pub mod dock;
 pub mod error;
 pub mod export;
 pub mod identity;

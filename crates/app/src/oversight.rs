@@ -381,6 +381,7 @@ impl App {
             None,
         )
         .await?;
+        crate::dock::outbox(&mut tx, id, "transfer.close", now).await?;
         tx.commit().await?;
         self.transfer(user, id).await
     }

@@ -107,6 +107,8 @@ pub struct StepOut {
     pub escalated_to: Option<String>,
     /// Decided by the system under the province's 逾期视为同意 rule.
     pub auto_decided: bool,
+    /// 对接: the docked province's system that takes this step (people cannot), if any.
+    pub docked_system: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -173,6 +175,10 @@ pub struct TransferDetail {
     pub query_code: Option<String>,
     /// Why the province closed the case (status `closed`).
     pub closed_reason: Option<String>,
+    /// 对接: the docked system acting for the receiving / sending school (withdrawal, 调档, paper
+    /// file), if its province is docked.
+    pub receiving_system: Option<String>,
+    pub sending_system: Option<String>,
 }
 
 /// One row of a transfer list.
@@ -496,6 +502,7 @@ impl App {
                     overdue_action: s.overdue_action,
                     escalated_to: s.escalated_to,
                     auto_decided: s.auto_decided,
+                    docked_system: None,
                 }
             })
             .collect();
@@ -542,6 +549,8 @@ impl App {
             to_policy_version: t.to_policy_version,
             query_code: if receiving { t.query_code } else { None },
             closed_reason: t.closed_reason,
+            receiving_system: None,
+            sending_system: None,
         }
     }
 
@@ -565,7 +574,9 @@ impl App {
                 size,
             })
             .collect();
-        Ok(self.detail_of(user, t, steps, evidence))
+        let mut detail = self.detail_of(user, t, steps, evidence);
+        self.dock_annotate(&mut detail).await?;
+        Ok(detail)
     }
 
     /// An evidence file of a transfer the caller may see: (filename, content type, bytes).
@@ -659,6 +670,7 @@ impl App {
             .school_unscoped(to_code)
             .await?
             .ok_or_else(|| Error::not_found("本校"))?;
+        self.refuse_docked_filing(user, &to_school.region).await?;
         if !to_school.grades.contains(&grade.code()) {
             return Err(
                 Error::validation("to_grade", format!("本校不设{}", grade.label_zh())).into(),
@@ -884,6 +896,7 @@ impl App {
             None,
         )
         .await?;
+        crate::dock::outbox(&mut tx, id, "transfer.file", now).await?;
         tx.commit().await?;
         self.transfer(user, id).await
     }
@@ -969,6 +982,7 @@ impl App {
         if !self.may_see(user, &t, &steps) {
             return Err(Error::not_found("该转学申请").into());
         }
+        self.refuse_docked(user, &t, &steps, &action).await?;
         let state = Self::state_of(&t, &steps);
         let mut actor = user.actor();
         let mut name = user.display_name.clone();
@@ -1167,6 +1181,7 @@ impl App {
             None,
         )
         .await?;
+        crate::dock::outbox(&mut tx, id, action_name, now).await?;
         tx.commit().await
     }
 

@@ -9,6 +9,8 @@ mod audit_chain;
 mod changes;
 #[path = "app/dataset.rs"]
 mod dataset;
+#[path = "app/dock.rs"]
+mod dock;
 #[path = "app/group_commit.rs"]
 mod group_commit;
 #[path = "app/jurisdiction.rs"]

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     PasswordChangeRequired,
     /// 封存: unused for six months; an administrator above must unseal it.
     AccountSealed,
+    /// 对接: the step belongs to a docked province and is taken by its own system through the
+    /// docking interface, not by people in the national UI or API.
+    DockedParty,
     Internal,
 }
 
@@ -69,6 +72,7 @@ impl ErrorCode {
             Self::TotpRequired => "totp_required",
             Self::PasswordChangeRequired => "password_change_required",
             Self::AccountSealed => "account_sealed",
+            Self::DockedParty => "docked_party",
             Self::Internal => "internal",
         }
     }
@@ -80,7 +84,8 @@ impl ErrorCode {
             Self::Forbidden
             | Self::NotYourTurn
             | Self::PasswordChangeRequired
-            | Self::AccountSealed => 403,
+            | Self::AccountSealed
+            | Self::DockedParty => 403,
             Self::NotFound => 404,
             Self::TransferInProgress
             | Self::Conflict
@@ -127,6 +132,7 @@ impl ErrorCode {
             Self::TotpRequired => "请输入动态验证码",
             Self::PasswordChangeRequired => "请先修改密码",
             Self::AccountSealed => "账号已封存",
+            Self::DockedParty => "由对接省份的学籍系统办理",
             Self::Internal => "系统内部错误",
         }
     }

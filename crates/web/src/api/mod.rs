@@ -4,6 +4,7 @@ mod accounts;
 mod auth;
 mod calendar;
 mod changes;
+mod dock;
 mod notifications;
 mod oversight;
 mod problems;
@@ -112,6 +113,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(changes::evidence))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::mark_read))
+        .routes(routes!(dock::hub_key))
+        .routes(routes!(dock::events))
+        .routes(routes!(dock::ack))
+        .routes(routes!(dock::file))
+        .routes(routes!(dock::transfer))
+        .routes(routes!(dock::decide))
+        .routes(routes!(dock::file_document))
+        .routes(routes!(dock::provinces))
+        .routes(routes!(dock::put_province))
+        .routes(routes!(dock::messages))
 }
 
 /// A JSON array with the total in `X-Total-Count`.
