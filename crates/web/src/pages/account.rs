@@ -269,10 +269,7 @@ pub async fn logout_all(
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        header::HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"
-        ))
-        .expect("ASCII"),
+        super::auth::clear_cookie(SESSION_COOKIE),
     );
     Ok(res)
 }

@@ -54,7 +54,7 @@ fn set_cookie(name: &str, value: &str) -> HeaderValue {
     .expect("cookie values are hex")
 }
 
-fn clear_cookie(name: &str) -> HeaderValue {
+pub(super) fn clear_cookie(name: &str) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{name}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}",
         secure_attr()
