@@ -305,6 +305,16 @@ impl App {
             // An unknown account gets exactly what a known one gets (same work, same counting,
             // same messages), so that answers do not reveal which accounts exist.
             dummy_verify(password).await;
+            // A known account stays locked until 15 minutes after the failure that locked it,
+            // and failures while locked are not counted: replay that from the failures on file
+            // so that the lock and its end time read the same.
+            let recent: Vec<DateTime<Utc>> = on_pool!(self.db.read(), p => sqlx::query_scalar(
+                "SELECT at FROM login_failures WHERE username = $1 AND at > $2 ORDER BY at"
+            ).bind(username).bind(now - FAILURE_WINDOW - LOCK_DURATION - FAILURE_WINDOW)
+                .fetch_all(p).await)?;
+            if let Some(until) = virtual_lock(&recent).filter(|u| *u > now) {
+                return Err(locked_error(until).into());
+            }
             self.record_failure(username, client_ip, now).await?;
             let failures: i64 = on_pool!(self.db.write(), p => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at > $2"
@@ -466,6 +476,22 @@ impl App {
             .bind(sha256_hex(token)).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
+}
+
+/// The lock a known account would be under after these failures (oldest first): each failure
+/// that is the 6th within the window locks until 15 minutes after it.
+fn virtual_lock(failures: &[DateTime<Utc>]) -> Option<DateTime<Utc>> {
+    let mut until = None;
+    for (i, f) in failures.iter().enumerate() {
+        let in_window = failures[..=i]
+            .iter()
+            .filter(|g| **g > *f - FAILURE_WINDOW)
+            .count() as i64;
+        if in_window > MAX_FAILURES {
+            until = Some(*f + LOCK_DURATION);
+        }
+    }
+    until
 }
 
 /// The answer to a wrong password, known account or not: how many tries are left, or the lock.

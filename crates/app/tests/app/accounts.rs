@@ -654,3 +654,33 @@ async fn demo_accounts_are_not_sealed_within_six_months_of_loading() {
         dispose(&app.db).await;
     }
 }
+
+#[tokio::test]
+async fn a_locked_unknown_account_reads_like_a_locked_known_one() {
+    for b in backends() {
+        let app = demo_app(b).await;
+        let t0 = test_clock().now();
+        let answer = |name: &'static str| {
+            let app = app.clone();
+            async move {
+                match app
+                    .login(name, "wrong", "203.0.113.90", SessionKind::Api)
+                    .await
+                {
+                    Err(e) => {
+                        let d = e.to_domain();
+                        (d.code, d.message)
+                    }
+                    Ok(_) => panic!("logged in"),
+                }
+            }
+        };
+        for minute in [0, 1, 2, 3, 4, 5, 7, 12, 19, 21] {
+            app.clock.set(t0 + Duration::minutes(minute));
+            let known = answer("edu410102").await;
+            let unknown = answer("edu999998").await;
+            assert_eq!(known, unknown, "{b:?}: minute {minute}");
+        }
+        dispose(&app.db).await;
+    }
+}
