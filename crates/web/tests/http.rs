@@ -10,6 +10,8 @@ mod auth;
 mod bad_input;
 #[path = "http/changes.rs"]
 mod changes;
+#[path = "http/dock.rs"]
+mod dock;
 #[path = "http/hardening.rs"]
 mod hardening;
 #[path = "http/lists.rs"]

@@ -10,6 +10,7 @@ mod archive;
 mod auth;
 mod calendar;
 mod changes;
+mod dock;
 mod home;
 mod messages;
 pub mod oversight;
@@ -138,6 +139,7 @@ pub fn router() -> Router<AppState> {
         .route("/messages", get(messages::list))
         .route("/messages/read", post(messages::mark_read))
         .route("/calendar", get(calendar::page).post(calendar::submit))
+        .route("/dock", get(dock::page))
         .merge(oversight::router())
         // Pages hold personal data: never kept by a browser or proxy cache.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -343,6 +345,11 @@ fn menu_for(role: Role) -> Vec<MenuSection> {
                 items: vec![item("转学政策", "/policy"), item("节假日安排", "/calendar")],
             }],
         });
+    }
+    if role == Role::NationalAdmin
+        && let Some(admin) = menu.last_mut().filter(|s| s.title == "系统管理")
+    {
+        admin.groups[0].items.push(item("对接管理", "/dock"));
     }
     menu
 }

@@ -43,6 +43,8 @@ pub struct StepView {
     pub began_on: String,
     pub due: Due,
     pub waiting: bool,
+    /// 对接: the docked province's system that takes this step (empty: people here).
+    pub docked: String,
 }
 
 pub struct EvidenceView {
@@ -259,6 +261,7 @@ async fn render(
                 result_class,
                 opinion: st.opinion.clone().unwrap_or_default(),
                 actor_name: st.actor_name.clone().unwrap_or_default(),
+                docked: st.docked_system.clone().unwrap_or_default(),
                 decided_at: st.decided_at.as_ref().map(fmt_time).unwrap_or_default(),
                 began_on: st
                     .began_on
