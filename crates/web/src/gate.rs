@@ -33,13 +33,15 @@ pub fn api_refusal(user: &CurrentUser, path: &str) -> Option<Error> {
         ));
     }
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    let allowed = match user.role {
-        Role::AuditAdmin => under("/api/v1/audit"),
-        Role::SystemAdmin => under("/api/v1/accounts"),
-        Role::SecurityAdmin => under("/api/v1/accounts") || under("/api/v1/security"),
-        _ => !under("/api/v1/audit") && !under("/api/v1/security"),
-    };
-    (!allowed).then(separated_refusal)
+    match user.role {
+        Role::AuditAdmin if under("/api/v1/audit") => None,
+        Role::SystemAdmin if under("/api/v1/accounts") => None,
+        Role::SecurityAdmin if under("/api/v1/accounts") || under("/api/v1/security") => None,
+        r if r.is_separated_admin() => Some(separated_refusal()),
+        _ if under("/api/v1/audit") => Some(Error::forbidden("只有安全审计员可以查看操作日志")),
+        _ if under("/api/v1/security") => Some(Error::forbidden("只有安全管理员可以查看安全设置")),
+        _ => None,
+    }
 }
 
 /// What a page request of `user` to `path` meets before its handler.
