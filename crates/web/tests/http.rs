@@ -16,6 +16,8 @@ mod dock;
 mod hardening;
 #[path = "http/lists.rs"]
 mod lists;
+#[path = "http/matrix.rs"]
+mod matrix;
 #[path = "http/policy.rs"]
 mod policy;
 #[path = "http/problems.rs"]
@@ -140,6 +142,19 @@ impl Srv {
 
 async fn dispose(app: &App) {
     xueji_app::testing::dispose(&app.db).await;
+}
+
+/// A demo account signed in at the use-case level (fixtures made without HTTP).
+pub async fn user_of(app: &App, username: &str) -> xueji_app::auth::CurrentUser {
+    app.login(
+        username,
+        PASSWORD,
+        "198.51.100.9",
+        xueji_app::auth::SessionKind::Api,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("login {username}: {e}"))
+    .user
 }
 
 /// The first `_csrf` hidden field of a page.
