@@ -209,7 +209,7 @@ pub struct DockProvinceIn {
 }
 
 /// One event of a province's feed.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DockEvent {
     /// The event's number in the province's feed: strictly increasing, no gaps.
     pub seq: i64,
@@ -223,7 +223,7 @@ pub struct DockEvent {
 }
 
 /// A page of the feed.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DockFeed {
     pub events: Vec<DockEvent>,
     /// Pass as `after` for the next page (the last event's `seq`, or `after` when empty).

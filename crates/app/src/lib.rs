@@ -13,6 +13,7 @@ pub mod clock;
 pub mod db;
 pub mod deadlines;
 pub mod dock;
+pub mod dock_node;
 pub mod error;
 pub mod export;
 pub mod identity;

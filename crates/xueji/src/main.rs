@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod bench;
+mod node;
 mod promote;
 
 use clap::{Args, Parser, Subcommand};
@@ -63,6 +64,8 @@ enum Command {
             env = "XUEJI_ADDR"
         )]
         addr: String,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Creates or upgrades the schema (idempotent).
     Migrate {
@@ -177,6 +180,23 @@ enum AuditWhat {
 
 const DEFAULT_DB: &str = "./xueji.db";
 
+/// 对接: `--mode province` runs a docked province's own system, syncing with the hub.
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// `national` (the hub, default) or `province` (a docked province's node).
+    #[arg(long, default_value = "national", value_parser = ["national", "province"])]
+    mode: String,
+    /// The node's province code, e.g. 110000.
+    #[arg(long, value_name = "CODE", required_if_eq("mode", "province"))]
+    province: Option<String>,
+    /// The hub's base URL, e.g. http://hub.example:8080.
+    #[arg(long, value_name = "URL", required_if_eq("mode", "province"))]
+    hub: Option<String>,
+    /// The node's Ed25519 key file (Base64 seed); created when absent.
+    #[arg(long, value_name = "FILE", required_if_eq("mode", "province"))]
+    key: Option<PathBuf>,
+}
+
 async fn open(url: &str) -> anyhow::Result<App> {
     let db = Db::connect(url).await?;
     db.migrate().await?;
@@ -228,10 +248,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal(signals).await;
             server.stop().await?;
         }
-        Command::Serve { db, addr } => {
+        Command::Serve { db, addr, node } => {
             let signals = stop_signals();
             let app = open(&db.url(DEFAULT_DB)).await?;
             tokio::spawn(deadline_loop(app.clone()));
+            if node.mode == "province" {
+                let (Some(province), Some(hub), Some(key)) = (node.province, node.hub, node.key)
+                else {
+                    anyhow::bail!("--mode province needs --province, --hub and --key");
+                };
+                let key = node::load_or_create_key(&key)?;
+                let hub = hub.trim_end_matches('/').to_string();
+                app.node_init(&province, &hub).await?;
+                tracing::info!(
+                    province = %province, hub = %hub,
+                    "province node; dock public key {}", xueji_app::dock::public_b64(&key)
+                );
+                let n = node::Node {
+                    app: app.clone(),
+                    hub,
+                    province,
+                    key,
+                    client: reqwest::Client::builder().no_proxy().build()?,
+                };
+                tokio::spawn(n.run());
+            }
             let server = xueji_web::Server::start(app, &addr).await?;
             tracing::info!("listening on {}", server.url());
             wait_for_signal(signals).await;

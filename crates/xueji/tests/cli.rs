@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/dock_node.rs"]
+mod dock_node;
 #[path = "cli/ops.rs"]
 mod ops;
 

@@ -66,3 +66,36 @@ CREATE TABLE dock_hub_key (
     public_key TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
+
+-- The provincial node (`xueji serve --mode province`): its cursor in the hub's feed, the events
+-- it has received, and the messages it must deliver (kept until the hub answers).
+CREATE TABLE node_state (
+    id BIGINT PRIMARY KEY,
+    province TEXT NOT NULL,
+    hub TEXT NOT NULL,
+    feed_cursor BIGINT NOT NULL DEFAULT 0,
+    last_sync_at TIMESTAMP,
+    last_error TEXT
+);
+
+CREATE TABLE node_inbox (
+    seq BIGINT PRIMARY KEY,
+    transfer_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    received_at TIMESTAMP NOT NULL
+);
+CREATE INDEX node_inbox_transfer ON node_inbox (transfer_id, seq);
+
+CREATE TABLE node_outbox (
+    id INTEGER PRIMARY KEY,
+    idem_key TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    body TEXT NOT NULL,
+    queued_by TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status BIGINT,
+    answer TEXT,
+    created_at TIMESTAMP NOT NULL,
+    sent_at TIMESTAMP
+);

@@ -359,3 +359,53 @@ pub async fn messages(
         s.app.dock_messages(&u, q.province.as_deref(), page).await?,
     ))
 }
+
+// ----- the provincial node (`xueji serve --mode province`) -----
+
+/// The node's sync state: its cursor in the hub's feed, the last sync, messages not yet delivered.
+#[utoipa::path(get, path = "/api/v1/node/status", tag = "dock", security(("bearer" = [])),
+    responses((status = 200, body = xueji_app::dock_node::NodeStatus), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn node_status(
+    State(s): State<AppState>,
+    ApiUser(_u): ApiUser,
+) -> ApiResult<Json<xueji_app::dock_node::NodeStatus>> {
+    Ok(Json(s.app.node_status().await?))
+}
+
+/// On a provincial node: the hub's transfers whose waiting step is the caller's organisation's.
+#[utoipa::path(get, path = "/api/v1/node/todo", tag = "dock", security(("bearer" = [])),
+    responses((status = 200, body = Vec<xueji_app::dock_node::NodeTransfer>), (status = 401, body = Problem)))]
+pub async fn node_todo(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> ApiResult<Json<Vec<xueji_app::dock_node::NodeTransfer>>> {
+    Ok(Json(s.app.node_todo(&u).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDecisionBody {
+    /// `approve` or `reject`.
+    pub decision: String,
+    #[serde(default)]
+    pub opinion: String,
+}
+
+/// On a provincial node: queues the caller's decision for the hub (delivered by the sync loop,
+/// with its idempotency key, until the hub answers). 202: queued.
+#[utoipa::path(post, path = "/api/v1/node/transfers/{id}/decisions", tag = "dock", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = NodeDecisionBody,
+    responses((status = 202, body = xueji_app::dock_node::NodeMessage), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn node_decide(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<NodeDecisionBody>,
+) -> ApiResult<(StatusCode, Json<xueji_app::dock_node::NodeMessage>)> {
+    let m = s
+        .app
+        .node_queue_decision(&u, id, &b.decision, &b.opinion)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(m)))
+}

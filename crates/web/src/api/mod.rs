@@ -123,6 +123,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dock::provinces))
         .routes(routes!(dock::put_province))
         .routes(routes!(dock::messages))
+        .routes(routes!(dock::node_status))
+        .routes(routes!(dock::node_todo))
+        .routes(routes!(dock::node_decide))
 }
 
 /// A JSON array with the total in `X-Total-Count`.

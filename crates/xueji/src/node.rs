@@ -1,0 +1,166 @@
+//! `xueji serve --mode province`: the provincial node's sync loop with the hub (对接).
+//!
+//! Each round: deliver the queued messages (oldest first, each with its own idempotency key, so
+//! a message repeated after a crash or a lost answer is answered from the hub's first answer and
+//! applied once), then read the feed from the stored cursor, store the page and the new cursor in
+//! one transaction, and acknowledge it. Failures back off exponentially (0.5 s doubling to 30 s);
+//! an empty feed is polled every `POLL`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use xueji_app::App;
+use xueji_app::dock::{self, DockFeed, DockKey};
+
+const POLL: Duration = Duration::from_millis(500);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Events read per request.
+const PAGE: i64 = 500;
+
+/// Reads the node's key file (Base64 of the 32-byte Ed25519 seed); creates it when absent.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<DockKey> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading key file {}", path.display()))?;
+        return dock::key_from_secret_b64(&text)
+            .with_context(|| format!("{}: not a Base64 Ed25519 seed", path.display()));
+    }
+    let key = dock::new_key();
+    write_private(path, &format!("{}\n", dock::secret_b64(&key)))
+        .with_context(|| format!("writing key file {}", path.display()))?;
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+pub struct Node {
+    pub app: App,
+    pub hub: String,
+    pub province: String,
+    pub key: DockKey,
+    pub client: reqwest::Client,
+}
+
+impl Node {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        idem: Option<&str>,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, String)> {
+        let ts = chrono::Utc::now().timestamp();
+        let headers = dock::sign_request(
+            &self.key,
+            &self.province,
+            method.as_str(),
+            path,
+            ts,
+            idem,
+            body,
+        );
+        let mut r = self
+            .client
+            .request(method, format!("{}{path}", self.hub))
+            .timeout(Duration::from_secs(30));
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        if !body.is_empty() {
+            r = r
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+        }
+        let res = r.send().await?;
+        let status = res.status().as_u16();
+        let text = res.text().await?;
+        Ok((status, text))
+    }
+
+    /// One round; returns whether more events are waiting at the hub.
+    async fn round(&self) -> anyhow::Result<bool> {
+        for m in self.app.node_pending().await? {
+            let (status, text) = self
+                .send(
+                    reqwest::Method::POST,
+                    &m.path,
+                    Some(&m.idem_key),
+                    m.body.as_bytes(),
+                )
+                .await?;
+            if status >= 500 || status == 401 || (status == 409 && text.contains("正在处理")) {
+                // Not an answer to keep: the hub failed, refused the signature (clock, key), or
+                // is still running the first copy. Retry with the same key.
+                bail!("message {} to the hub: {status} {text}", m.idem_key);
+            }
+            tracing::info!(key = %m.idem_key, status, "delivered to the hub");
+            self.app.node_answered(m.id, status, &text).await?;
+        }
+        let cursor = self.app.node_status().await?.feed_cursor;
+        let path = format!("/api/dock/v1/events?after={cursor}&limit={PAGE}");
+        let (status, text) = self.send(reqwest::Method::GET, &path, None, b"").await?;
+        if status != 200 {
+            bail!("feed: {status} {text}");
+        }
+        let feed: DockFeed = serde_json::from_str(&text).context("feed JSON")?;
+        if feed.events.is_empty() {
+            self.app.node_store_events(&[], cursor).await?;
+            return Ok(false);
+        }
+        self.app
+            .node_store_events(&feed.events, feed.next_after)
+            .await?;
+        let body = serde_json::json!({ "through": feed.next_after }).to_string();
+        let (status, text) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/dock/v1/events/ack",
+                Some(&format!("ack-{}", feed.next_after)),
+                body.as_bytes(),
+            )
+            .await?;
+        if status != 200 {
+            bail!("ack: {status} {text}");
+        }
+        tracing::debug!(through = feed.next_after, "feed stored and acknowledged");
+        Ok(feed.more)
+    }
+
+    pub async fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.round().await {
+                Ok(more) => {
+                    backoff = BACKOFF_MIN;
+                    if !more {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "sync with the hub failed");
+                    let _ = self.app.node_sync_failed(&e.to_string()).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
