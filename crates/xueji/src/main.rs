@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod bench;
+mod bench_dock;
 mod node;
 mod promote;
 
@@ -97,6 +98,15 @@ enum Command {
         /// SQLite `synchronous=NORMAL` instead of the default FULL.
         #[arg(long)]
         normal: bool,
+    },
+    /// 对接 exchange speed: live event delay hub → provincial node, and the drain of a backlog.
+    BenchDock {
+        /// Events piled up while the node is away.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Transfers filed while the node syncs (at most the 96 demo students of two 北京 schools).
+        #[arg(long, default_value_t = 90)]
+        live: usize,
     },
     /// Writes an online, consistent copy of an SQLite database to a new file.
     Backup {
@@ -316,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
         }
+        Command::BenchDock { events, live } => bench_dock::run(events, live).await?,
         Command::Backup { db, dest } => {
             let d = Db::connect(&db.url(DEFAULT_DB)).await?;
             d.backup_to(&dest).await?;
