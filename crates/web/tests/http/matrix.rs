@@ -559,3 +559,104 @@ async fn every_route_by_every_principal_is_what_the_design_says() {
         );
     }
 }
+
+/// The pages a signed-in user reads (GET), by the same principals; `R` is a redirect (the
+/// separated administrators' landing page; a school's user sent from 学校列表 to its own school).
+/// The printable 转学联系函 is for the parties named in it, not for every authority that may read
+/// the case. Forms post to the
+/// same use cases as the API, whose matrix is above; these rows show the pages refuse the same way.
+const PAGES: &[(&str, &str)] = &[
+    ("/", "AAAAAAAAAARRR"),
+    ("/students", "AAAAAAAAAAFFF"),
+    ("/students/{student_no}", "AANAANNNNAFFF"),
+    ("/students/{student_no}/card", "AANAANNNNAFFF"),
+    ("/students/{student_no}/sanctions", "AANAANNNNAFFF"),
+    ("/students/register", "AFAFFAFFFFFFF"),
+    ("/students/import", "AFAFFAFFFFFFF"),
+    ("/schools", "RRRAARRAAAFFF"),
+    ("/schools/{code}", "AANAANNNNAFFF"),
+    ("/transfers", "AAAAAAAAAAFFF"),
+    ("/transfers/{id}", "AANAAAAANAFFF"),
+    ("/transfers/{id}/notice", "AANAFAAANFFFF"),
+    ("/changes", "AAAAAAAAAAFFF"),
+    ("/changes/{id}", "AANAANNNNAFFF"),
+    ("/problems", "AAAAAAAAAAFFF"),
+    ("/problems/{id}", "AANAANNNNAFFF"),
+    ("/promotion", "FFFAAFFAAAFFF"),
+    ("/messages", "AAAAAAAAAAFFF"),
+    ("/calendar", "AAAAAAAAAAFFF"),
+    ("/policy", "AAAAAAAAAAFFF"),
+    ("/oversight", "FFFAAFFAAAFFF"),
+    ("/oversight/stale", "FFFAAFFAAAFFF"),
+    ("/statistics", "FFFAAFFAAAFFF"),
+    ("/dock", "FFFFFFFFFAFFF"),
+    ("/account", "AAAAAAAAAAAAA"),
+    ("/audit", "FFFFFFFFFFFFA"),
+];
+
+#[tokio::test]
+async fn every_page_by_every_principal_is_what_the_design_says() {
+    for backend in backends() {
+        let s = Srv::start(backend).await;
+        let mut pool = free_students(&s).await;
+        let f = fixtures(&s, &mut pool).await;
+        let mut clients = vec![];
+        for (_, u) in PRINCIPALS {
+            clients.push(s.web_login(u).await);
+        }
+        let mut table = format!(
+            "\npage matrix ({backend:?}): A 200, F 403, N 404, R redirect; columns: {}\n",
+            PRINCIPALS
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut wrong = 0;
+        for (path, want) in PAGES {
+            let url = path
+                .replace("{student_no}", &f.student)
+                .replace("{code}", "4101050001")
+                .replace(
+                    "{id}",
+                    &if path.starts_with("/changes") {
+                        f.change
+                    } else if path.starts_with("/problems") {
+                        f.problem
+                    } else {
+                        f.transfer
+                    }
+                    .to_string(),
+                );
+            let mut got = String::new();
+            for c in &clients {
+                let st = c
+                    .get(format!("{}{url}", s.base))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                assert!(st < 500, "{path}: {st}");
+                got.push(match st {
+                    300..=399 => 'R',
+                    s => class_of(s),
+                });
+            }
+            let mark = if got == *want {
+                String::new()
+            } else {
+                wrong += 1;
+                format!("   <- expected {want}")
+            };
+            table.push_str(&format!("{got}  GET {path}{mark}\n"));
+        }
+        table.push_str(&format!(
+            "{} cells checked, {wrong} pages differ\n",
+            PAGES.len() * PRINCIPALS.len()
+        ));
+        println!("{table}");
+        assert_eq!(wrong, 0, "{table}");
+        s.stop().await;
+    }
+}
