@@ -112,7 +112,7 @@ mod tests {
             assert_eq!(SanctionKind::parse(k.as_str()).unwrap(), k);
         }
         let e = SanctionKind::parse("expulsion").unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("kind"));
+        assert_eq!(e.field, Some("kind"));
     }
 
     #[test]
