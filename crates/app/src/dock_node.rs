@@ -14,7 +14,7 @@ use xueji_domain::access::{OrgRef, Role};
 use xueji_domain::{Error, ErrorCode};
 
 use crate::auth::CurrentUser;
-use crate::dock::{DockDecisionIn, DockEvent};
+use crate::dock::DockEvent;
 use crate::error::AppResult;
 use crate::{App, on_pool, on_tx};
 
@@ -114,6 +114,16 @@ impl App {
 
     /// The transfers waiting for the caller's organisation, by the latest event of each.
     pub async fn node_todo(&self, user: &CurrentUser) -> AppResult<Vec<NodeTransfer>> {
+        Ok(self
+            .node_transfers()
+            .await?
+            .into_iter()
+            .filter(|t| acts_now(user, &t.data))
+            .collect())
+    }
+
+    /// Every transfer the node has heard of, as its latest event shows it.
+    pub async fn node_transfers(&self) -> AppResult<Vec<NodeTransfer>> {
         let rows: Vec<(i64, i64, String, String)> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT i.seq, i.transfer_id, i.kind, i.payload FROM node_inbox i \
              WHERE i.seq = (SELECT MAX(j.seq) FROM node_inbox j WHERE j.transfer_id = i.transfer_id) ORDER BY i.seq"
@@ -126,17 +136,19 @@ impl App {
                 kind,
                 data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
             })
-            .filter(|t| acts_now(user, &t.data))
             .collect())
     }
 
-    /// Queues a decision of the caller's organisation for the hub; the sync loop delivers it.
+    /// Queues an action of the caller's organisation for the hub (a review decision, or the
+    /// school's withdrawal, 调档 or paper file); the sync loop delivers it. The hub's state
+    /// machine has the last word: a stale action is answered `conflict` there.
     pub async fn node_queue_decision(
         &self,
         user: &CurrentUser,
         transfer_id: i64,
         decision: &str,
         opinion: &str,
+        method: Option<&str>,
     ) -> AppResult<NodeMessage> {
         let latest: Option<String> = on_pool!(self.db.read(), p => sqlx::query_scalar(
             "SELECT payload FROM node_inbox WHERE transfer_id = $1 ORDER BY seq DESC LIMIT 1"
@@ -145,37 +157,90 @@ impl App {
         else {
             return Err(Error::not_found("该转学（尚未从全国系统同步）").into());
         };
-        if !acts_now(user, &data) {
+        let school_admin_of = |field: &str| {
+            user.role == Role::SchoolAdmin
+                && matches!(&user.org, OrgRef::School(c) if data[field].as_str() == Some(c.as_str()))
+        };
+        let allowed = match decision {
+            "approve" | "reject" => acts_now(user, &data),
+            "withdraw" | "pull_file" | "paper_received" => school_admin_of("to_school"),
+            "paper_sent" => school_admin_of("from_school"),
+            _ => {
+                return Err(Error::validation(
+                    "decision",
+                    "decision 应为 approve、reject、withdraw、pull_file、paper_sent 或 paper_received",
+                )
+                .into());
+            }
+        };
+        if !allowed {
             return Err(Error::new(ErrorCode::NotYourTurn, "当前不是本单位办理的环节").into());
-        }
-        if !matches!(decision, "approve" | "reject") {
-            return Err(Error::validation("decision", "decision 应为 approve 或 reject").into());
         }
         if decision == "reject" && opinion.trim().is_empty() {
             return Err(Error::new(ErrorCode::ReasonRequired, "不同意时须填写审核意见").into());
         }
-        let body = DockDecisionIn {
-            decision: decision.into(),
-            step: data["waiting"]["step"].as_str().map(str::to_string),
-            opinion: Some(opinion.trim().to_string()).filter(|o| !o.is_empty()),
-            method: None,
-            actor_name: user.display_name.clone(),
+        let step = if matches!(decision, "approve" | "reject") {
+            data["waiting"]["step"].as_str().map(str::to_string)
+        } else {
+            None
         };
         let body = serde_json::json!({
-            "decision": body.decision, "step": body.step, "opinion": body.opinion, "actor_name": body.actor_name,
-        })
-        .to_string();
-        let idem_key = format!(
+            "decision": decision, "step": step,
+            "opinion": Some(opinion.trim()).filter(|o| !o.is_empty()),
+            "method": method.map(str::trim).filter(|m| !m.is_empty()),
+            "actor_name": user.display_name,
+        });
+        let path = format!("/api/dock/v1/transfers/{transfer_id}/decisions");
+        let key = format!(
             "node-{}-{transfer_id}-{:016x}",
-            data["waiting"]["step"].as_str().unwrap_or("step"),
+            step.as_deref().unwrap_or(decision),
             rand::random::<u64>()
         );
-        let path = format!("/api/dock/v1/transfers/{transfer_id}/decisions");
+        self.node_enqueue(user, &key, &path, &body.to_string())
+            .await
+    }
+
+    /// Queues an application for a student coming into the caller's school.
+    pub async fn node_queue_filing(
+        &self,
+        user: &CurrentUser,
+        req: &crate::transfers::NewTransfer,
+    ) -> AppResult<NodeMessage> {
+        let OrgRef::School(code) = &user.org else {
+            return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
+        };
+        if user.role != Role::SchoolAdmin {
+            return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
+        }
+        let body = serde_json::json!({
+            "to_school": code, "from_province": req.from_province, "student_name": req.student_name,
+            "student_ref": req.student_ref, "to_grade": req.to_grade, "to_class_id": req.to_class_id,
+            "reason": req.reason, "actor_name": user.display_name,
+        });
+        let key = format!("node-file-{:016x}", rand::random::<u64>());
+        self.node_enqueue(user, &key, "/api/dock/v1/transfers", &body.to_string())
+            .await
+    }
+
+    async fn node_enqueue(
+        &self,
+        user: &CurrentUser,
+        key: &str,
+        path: &str,
+        body: &str,
+    ) -> AppResult<NodeMessage> {
         let msg: NodeMessage = on_pool!(self.db.write(), p => sqlx::query_as(
             "INSERT INTO node_outbox (idem_key, path, body, queued_by, state, created_at) VALUES ($1, $2, $3, $4, 'pending', $5) \
              RETURNING id, idem_key, path, body, queued_by, state, status, answer"
-        ).bind(&idem_key).bind(&path).bind(&body).bind(&user.username).bind(self.clock.now()).fetch_one(p).await)?;
+        ).bind(key).bind(path).bind(body).bind(&user.username).bind(self.clock.now()).fetch_one(p).await)?;
         Ok(msg)
+    }
+
+    /// The messages queued at this node, newest first (with the hub's answers).
+    pub async fn node_messages(&self) -> AppResult<Vec<NodeMessage>> {
+        Ok(on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT id, idem_key, path, body, queued_by, state, status, answer FROM node_outbox ORDER BY id DESC LIMIT 500"
+        ).fetch_all(p).await)?)
     }
 }
 
@@ -185,6 +250,17 @@ fn acts_now(user: &CurrentUser, data: &serde_json::Value) -> bool {
         return false;
     }
     let party = data["waiting"]["party"].as_str().unwrap_or("");
+    let status = data["status"].as_str().unwrap_or("");
+    if let OrgRef::School(c) = &user.org
+        && user.role == Role::SchoolAdmin
+    {
+        let field = match status {
+            "approved" | "paper_sent" => "to_school",
+            "file_pulled" => "from_school",
+            _ => return false,
+        };
+        return data[field].as_str() == Some(c.as_str());
+    }
     match (&user.org, data["waiting"]["party_type"].as_str()) {
         (OrgRef::School(c), Some("school")) => c == party && user.role == Role::SchoolReviewer,
         (OrgRef::Authority(r), Some("authority")) => {

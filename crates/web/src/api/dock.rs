@@ -389,6 +389,8 @@ pub struct NodeDecisionBody {
     pub decision: String,
     #[serde(default)]
     pub opinion: String,
+    /// Paper file: 寄送方式.
+    pub method: Option<String>,
 }
 
 /// On a provincial node: queues the caller's decision for the hub (delivered by the sync loop,
@@ -405,7 +407,41 @@ pub async fn node_decide(
 ) -> ApiResult<(StatusCode, Json<xueji_app::dock_node::NodeMessage>)> {
     let m = s
         .app
-        .node_queue_decision(&u, id, &b.decision, &b.opinion)
+        .node_queue_decision(&u, id, &b.decision, &b.opinion, b.method.as_deref())
         .await?;
     Ok((StatusCode::ACCEPTED, Json(m)))
+}
+
+/// On a provincial node: queues an application (转学申请) for a student coming into the
+/// caller's school; the hub's answer is kept with the message (`GET /api/v1/node/messages`).
+#[utoipa::path(post, path = "/api/v1/node/transfers", tag = "dock", security(("bearer" = [])),
+    request_body = xueji_app::transfers::NewTransfer,
+    responses((status = 202, body = xueji_app::dock_node::NodeMessage), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn node_file(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiJson(b): ApiJson<xueji_app::transfers::NewTransfer>,
+) -> ApiResult<(StatusCode, Json<xueji_app::dock_node::NodeMessage>)> {
+    let m = s.app.node_queue_filing(&u, &b).await?;
+    Ok((StatusCode::ACCEPTED, Json(m)))
+}
+
+/// On a provincial node: every transfer it has heard of, as the latest event shows it.
+#[utoipa::path(get, path = "/api/v1/node/transfers", tag = "dock", security(("bearer" = [])),
+    responses((status = 200, body = Vec<xueji_app::dock_node::NodeTransfer>), (status = 401, body = Problem)))]
+pub async fn node_transfers(
+    State(s): State<AppState>,
+    ApiUser(_u): ApiUser,
+) -> ApiResult<Json<Vec<xueji_app::dock_node::NodeTransfer>>> {
+    Ok(Json(s.app.node_transfers().await?))
+}
+
+/// On a provincial node: the messages queued for the hub, newest first, with its answers.
+#[utoipa::path(get, path = "/api/v1/node/messages", tag = "dock", security(("bearer" = [])),
+    responses((status = 200, body = Vec<xueji_app::dock_node::NodeMessage>), (status = 401, body = Problem)))]
+pub async fn node_messages(
+    State(s): State<AppState>,
+    ApiUser(_u): ApiUser,
+) -> ApiResult<Json<Vec<xueji_app::dock_node::NodeMessage>>> {
+    Ok(Json(s.app.node_messages().await?))
 }

@@ -126,6 +126,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dock::node_status))
         .routes(routes!(dock::node_todo))
         .routes(routes!(dock::node_decide))
+        .routes(routes!(dock::node_file, dock::node_transfers))
+        .routes(routes!(dock::node_messages))
 }
 
 /// A JSON array with the total in `X-Total-Count`.

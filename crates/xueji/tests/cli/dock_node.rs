@@ -130,14 +130,61 @@ fn sigkill(r: &mut Running) {
     let _ = r.child.wait();
 }
 
+fn start_hub(db: &str, addr: &str, demo: bool) -> Running {
+    let args: Vec<&str> = if demo {
+        vec!["demo", "--db", db, "--addr", addr]
+    } else {
+        vec!["serve", "--db", db, "--addr", addr]
+    };
+    let mut r = spawn(&args);
+    r.wait_line(true, "listening on http://", Duration::from_secs(120));
+    r
+}
+
+/// Waits until the hub shows the transfer in `status`.
+async fn hub_status(h: &Api, tok: &str, id: i64, status: &str) -> Value {
+    eventually!(
+        format!("transfer {id} {status} at the hub"),
+        async {
+            let t = h.get(&format!("/api/v1/transfers/{id}"), tok).await;
+            (t["status"] == status).then_some(t)
+        }
+        .await
+    )
+}
+
+/// Waits until the node's work list for `tok` holds the transfer.
+async fn on_node_todo(n: &Api, tok: &str, id: i64) {
+    eventually!(
+        format!("transfer {id} on the node's work list"),
+        async {
+            let todo = n.get("/api/v1/node/todo", tok).await;
+            todo.as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["transfer_id"] == id)
+                .then_some(())
+        }
+        .await
+    )
+}
+
+async fn node_act(n: &Api, tok: &str, id: i64, decision: &str) {
+    n.post(
+        &format!("/api/v1/node/transfers/{id}/decisions"),
+        tok,
+        json!({ "decision": decision, "opinion": "同意", "method": "EMS" }),
+    )
+    .await;
+}
+
 #[test]
-fn a_province_node_syncs_with_the_hub_across_a_crash() {
+fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
     let hub_db = temp_path("hub.db").display().to_string();
     let node_db = temp_path("node.db").display().to_string();
     let key_file = temp_path("node.key").display().to_string();
     let hub_addr = format!("127.0.0.1:{}", free_port());
-    let mut hub = spawn(&["demo", "--db", &hub_db, "--addr", &hub_addr]);
-    hub.wait_line(true, "listening on http://", Duration::from_secs(120));
+    let mut hub = start_hub(&hub_db, &hub_addr, true);
     assert_ok(
         &run(&["seed", "demo", "--db", &node_db]),
         "seed the node's own database",
@@ -149,10 +196,11 @@ fn a_province_node_syncs_with_the_hub_across_a_crash() {
     // The node created its key; the Ministry registers its public half.
     let key = xueji_app::dock::key_from_secret_b64(&std::fs::read_to_string(&key_file).unwrap())
         .expect("the node wrote a valid key file");
+    let h = Api::new(&hub_addr);
+    let n = Api::new(&node_addr);
 
-    block_on(async {
-        let h = Api::new(&hub_addr);
-        let n = Api::new(&node_addr);
+    // Phase 1, both up. T1: 北京 → 广东 filed at the hub; T2: 河南 → 北京 filed at the node.
+    let (t1, t2) = block_on(async {
         let moe = h.login("moe").await;
         let (st, v) = h
             .call(
@@ -163,154 +211,210 @@ fn a_province_node_syncs_with_the_hub_across_a_crash() {
             )
             .await;
         assert_eq!(st, 200, "{v}");
-
-        // 广东 files for a 北京 student and approves its two steps at the hub.
-        let edu = h.login("edu110108").await;
-        let students = h
-            .get("/api/v1/students?school=1101080001&per_page=500", &edu)
-            .await;
-        let st = students
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["grade"] == "13")
-            .expect("a grade-13 student")
-            .clone();
+        let pick = |list: &Value| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["grade"] == "13")
+                .expect("a grade-13 student")
+                .clone()
+        };
+        let bj = pick(
+            &h.get(
+                "/api/v1/students?school=1101080001&per_page=500",
+                &h.login("edu110108").await,
+            )
+            .await,
+        );
+        let hn = pick(
+            &h.get(
+                "/api/v1/students?school=4101050001&per_page=500",
+                &h.login("edu410105").await,
+            )
+            .await,
+        );
+        let class_at = |school: &'static str| {
+            let h = &h;
+            async move {
+                let tok = h.login("moe").await;
+                let classes = h
+                    .get(&format!("/api/v1/schools/{school}/classes"), &tok)
+                    .await;
+                classes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["grade"] == "13")
+                    .unwrap()["id"]
+                    .clone()
+            }
+        };
         let gd = h.login("4401060001-admin").await;
-        let classes = h.get("/api/v1/schools/4401060001/classes", &gd).await;
-        let class = classes
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["grade"] == "13")
-            .unwrap()["id"]
-            .clone();
-        let t = h
+        let t1 = h
             .post(
                 "/api/v1/transfers",
                 &gd,
-                json!({ "from_province": "110000", "student_name": st["name"], "student_ref": st["student_no"],
-                        "to_grade": "13", "to_class_id": class, "reason": "随父母工作调动迁居" }),
+                json!({ "from_province": "110000", "student_name": bj["name"], "student_ref": bj["student_no"],
+                        "to_grade": "13", "to_class_id": class_at("4401060001").await, "reason": "随父母工作调动迁居" }),
             )
-            .await;
-        let id = t["id"].as_i64().unwrap();
+            .await["id"]
+            .as_i64()
+            .unwrap();
         for who in ["4401060001-reviewer", "edu440106"] {
             let tok = h.login(who).await;
             h.post(
-                &format!("/api/v1/transfers/{id}/review"),
+                &format!("/api/v1/transfers/{t1}/review"),
                 &tok,
                 json!({ "decision": "approve", "opinion": "同意" }),
             )
             .await;
         }
-
-        // 北京's school reviewer sees it on the node and decides there.
-        let rev = n.login("1101080001-reviewer").await;
-        eventually!(
-            "the transfer on the node's work list",
-            async {
-                let todo = n.get("/api/v1/node/todo", &rev).await;
-                todo.as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["transfer_id"] == id)
-                    .then_some(())
-            }
-            .await
-        );
+        // The class id is the hub's (the national roll of classes).
+        let bj_admin = n.login("1101080001-admin").await;
         n.post(
-            &format!("/api/v1/node/transfers/{id}/decisions"),
-            &rev,
-            json!({ "decision": "approve", "opinion": "同意" }),
+            "/api/v1/node/transfers",
+            &bj_admin,
+            json!({ "from_province": "410000", "student_name": hn["name"], "student_ref": hn["student_no"],
+                    "to_grade": "13", "to_class_id": class_at("1101080001").await, "reason": "随父母工作调动迁居" }),
         )
         .await;
-        eventually!(
-            "the school decision at the hub",
+        let t2 = eventually!(
+            "T2 filed at the hub",
             async {
-                let t = h.get(&format!("/api/v1/transfers/{id}"), &gd).await;
-                (t["status"] == "out_authority_review").then_some(())
+                let list = h
+                    .get(
+                        "/api/v1/transfers?direction=in&per_page=50",
+                        &h.login("edu110108").await,
+                    )
+                    .await;
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["to_school"] == "1101080001")
+                    .map(|t| t["id"].as_i64().unwrap())
             }
             .await
         );
+        let rev = n.login("1101080001-reviewer").await;
+        for t in [t1, t2] {
+            on_node_todo(&n, &rev, t).await;
+            node_act(&n, &rev, t, "approve").await;
+        }
+        hub_status(&h, &moe, t1, "out_authority_review").await;
+        hub_status(&h, &moe, t2, "in_authority_review").await;
+        (t1, t2)
     });
 
     // The node dies without warning and comes back: it resumes from its stored cursor.
     sigkill(&mut node);
     let mut node = start_node(&node_db, node_port, &hub_url, &key_file);
-
     block_on(async {
-        let h = Api::new(&hub_addr);
-        let n = Api::new(&node_addr);
-        let gd = h.login("4401060001-admin").await;
-        let list = h.get("/api/v1/transfers?per_page=5", &gd).await;
-        let id = list[0]["id"].as_i64().unwrap();
         let edu = n.login("edu110108").await;
-        eventually!(
-            "the authority step on the node",
-            async {
-                let todo = n.get("/api/v1/node/todo", &edu).await;
-                todo.as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["transfer_id"] == id)
-                    .then_some(())
-            }
-            .await
-        );
-        // Once decided, the same step cannot be queued twice from a stale list.
-        n.post(
-            &format!("/api/v1/node/transfers/{id}/decisions"),
-            &edu,
-            json!({ "decision": "approve" }),
+        for t in [t1, t2] {
+            on_node_todo(&n, &edu, t).await;
+            node_act(&n, &edu, t, "approve").await;
+        }
+        let moe = h.login("moe").await;
+        hub_status(&h, &moe, t1, "approved").await;
+        hub_status(&h, &moe, t2, "out_school_review").await;
+    });
+
+    // The hub dies without warning and comes back; the node keeps retrying meanwhile.
+    sigkill(&mut hub);
+    let mut hub = start_hub(&hub_db, &hub_addr, false);
+    block_on(async {
+        let moe = h.login("moe").await;
+        for who in ["4101050001-reviewer", "edu410105"] {
+            let tok = h.login(who).await;
+            h.post(
+                &format!("/api/v1/transfers/{t2}/review"),
+                &tok,
+                json!({ "decision": "approve", "opinion": "同意" }),
+            )
+            .await;
+        }
+        let gd = h.login("4401060001-admin").await;
+        h.post(&format!("/api/v1/transfers/{t1}/pull-file"), &gd, json!({}))
+            .await;
+        // 北京's school: sends T1's paper file, pulls T2's file — at its node.
+        let bj_admin = n.login("1101080001-admin").await;
+        on_node_todo(&n, &bj_admin, t1).await;
+        node_act(&n, &bj_admin, t1, "paper_sent").await;
+        on_node_todo(&n, &bj_admin, t2).await;
+        node_act(&n, &bj_admin, t2, "pull_file").await;
+        hub_status(&h, &moe, t1, "paper_sent").await;
+        hub_status(&h, &moe, t2, "file_pulled").await;
+        h.post(
+            &format!("/api/v1/transfers/{t1}/paper-file"),
+            &gd,
+            json!({ "action": "received", "note": "" }),
         )
         .await;
-        let t = eventually!(
-            "the approval at the hub",
-            async {
-                let t = h.get(&format!("/api/v1/transfers/{id}"), &gd).await;
-                (t["status"] == "approved").then_some(t)
-            }
-            .await
-        );
+        let hn = h.login("4101050001-admin").await;
+        h.post(
+            &format!("/api/v1/transfers/{t2}/paper-file"),
+            &hn,
+            json!({ "action": "sent", "note": "EMS" }),
+        )
+        .await;
+        on_node_todo(&n, &bj_admin, t2).await;
+        node_act(&n, &bj_admin, t2, "paper_received").await;
+        let done1 = hub_status(&h, &moe, t1, "completed").await;
+        let done2 = hub_status(&h, &moe, t2, "completed").await;
+        for t in [&done1, &done2] {
+            // Each of the four steps decided once; 北京's by its system in its people's names.
+            assert!(
+                t["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|s| s["decision"] == "approve"),
+                "{t}"
+            );
+        }
         assert!(
-            t["steps"][2]["actor_name"]
+            done1["steps"][2]["actor_name"]
                 .as_str()
                 .unwrap()
                 .ends_with("（北京市学籍系统）"),
-            "{t}"
+            "{done1}"
         );
         assert!(
-            t["steps"][3]["actor_name"]
+            done2["steps"][0]["actor_name"]
                 .as_str()
                 .unwrap()
                 .ends_with("（北京市学籍系统）"),
-            "{t}"
+            "{done2}"
         );
-        // Every event reached the node and was acknowledged; the node's cursor is the hub's last.
-        let moe = h.login("moe").await;
+        // Both sides end in the same state, every event acknowledged, nothing left to send.
         let p = eventually!(
             "the feed acknowledged",
             async {
                 let list = h.get("/api/v1/dock/provinces", &moe).await;
                 let p = list[0].clone();
-                (p["backlog"] == 0 && p["last_seq"].as_i64() >= Some(5)).then_some(p)
+                (p["backlog"] == 0 && p["last_seq"].as_i64() >= Some(16)).then_some(p)
             }
             .await
         );
+        let edu = n.login("edu110108").await;
         let status = n.get("/api/v1/node/status", &edu).await;
         assert_eq!(status["feed_cursor"], p["last_seq"], "{status}");
         assert_eq!(status["pending"], 0);
-        // Each 北京 step decided exactly once at the hub.
-        let audit_rows = h.get(&format!("/api/v1/transfers/{id}"), &gd).await;
-        assert_eq!(
-            audit_rows["steps"]
+        let seen = n.get("/api/v1/node/transfers", &edu).await;
+        for t in [t1, t2] {
+            let mine = seen
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|s| s["decision"] == "approve")
-                .count(),
-            4
-        );
+                .find(|x| x["transfer_id"] == t)
+                .expect("known to the node");
+            assert_eq!(mine["data"]["status"], "completed", "{mine}");
+        }
+        let msgs = n.get("/api/v1/node/messages", &edu).await;
+        for m in msgs.as_array().unwrap() {
+            assert_eq!(m["state"], "answered", "{m}");
+            assert!(matches!(m["status"].as_i64(), Some(200 | 201)), "{m}");
+        }
     });
     node.sigterm();
     node.wait_exit(Duration::from_secs(30));
