@@ -198,6 +198,18 @@ pub struct DockedProvinceOut {
     pub last_fetch_at: Option<DateTime<Utc>>,
     /// Last accepted request of any kind.
     pub last_contact_at: Option<DateTime<Utc>>,
+    /// Alert: the system has not read its feed for longer than `XUEJI_DOCK_ALERT_MINUTES`
+    /// (default 10) while events wait, or has never read it.
+    pub fetch_overdue: bool,
+}
+
+/// Minutes without a feed read after which a docked province is flagged (`XUEJI_DOCK_ALERT_MINUTES`).
+pub fn alert_minutes() -> i64 {
+    std::env::var("XUEJI_DOCK_ALERT_MINUTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(10)
 }
 
 /// Registers (or re-keys) a docked province.
@@ -600,9 +612,13 @@ impl App {
              ORDER BY e.seq LIMIT 1) AS oldest \
              FROM docked_provinces d JOIN regions r ON r.code = d.province ORDER BY d.province"
         ).fetch_all(p).await)?;
+        let now = self.clock.now();
+        let limit = chrono::Duration::minutes(alert_minutes());
         Ok(rows
             .into_iter()
             .map(|r| DockedProvinceOut {
+                fetch_overdue: r.last_seq > r.acked_through
+                    && r.last_fetch_at.unwrap_or(r.docked_at) + limit < now,
                 backlog: r.last_seq - r.acked_through,
                 province: r.province,
                 name: r.name,
@@ -674,6 +690,16 @@ impl App {
             .into_iter()
             .find(|p| p.province == province)
             .ok_or_else(|| Error::not_found("该对接省份").into())
+    }
+
+    /// The docked provinces whose systems have stopped reading their feeds (for the alert).
+    pub async fn dock_overdue(&self) -> AppResult<Vec<DockedProvinceOut>> {
+        Ok(self
+            .docked_provinces_unchecked()
+            .await?
+            .into_iter()
+            .filter(|p| p.fetch_overdue)
+            .collect())
     }
 
     /// The message log, newest first, optionally of one province.

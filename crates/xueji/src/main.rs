@@ -262,6 +262,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let signals = stop_signals();
             let app = open(&db.url(DEFAULT_DB)).await?;
             tokio::spawn(deadline_loop(app.clone()));
+            if node.mode != "province" {
+                tokio::spawn(node::alert_loop(app.clone()));
+            }
             if node.mode == "province" {
                 let (Some(province), Some(hub), Some(key)) = (node.province, node.hub, node.key)
                 else {

@@ -164,3 +164,27 @@ impl Node {
         }
     }
 }
+
+/// The hub's alert: every minute, a warning for each docked province whose system has not read
+/// its feed for `XUEJI_DOCK_ALERT_MINUTES` while events wait (also shown on the page 对接管理).
+pub async fn alert_loop(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match app.dock_overdue().await {
+            Ok(list) => {
+                for p in list {
+                    tracing::warn!(
+                        province = %p.province,
+                        backlog = p.backlog,
+                        last_fetch_at = ?p.last_fetch_at,
+                        "对接告警: {} has not fetched its feed for more than {} minutes",
+                        p.name,
+                        dock::alert_minutes()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dock alert check failed"),
+        }
+    }
+}

@@ -610,3 +610,52 @@ async fn transfer_into_a_docked_province() {
         dispose(&app.db).await;
     }
 }
+
+/// Operations: a province whose system stops reading its feed while events wait is flagged after
+/// `XUEJI_DOCK_ALERT_MINUTES` (default 10), and the flag clears once it reads again.
+#[tokio::test]
+async fn a_silent_province_is_flagged() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let key = dock_beijing(&app).await;
+        let moe = user(&app, "moe").await;
+        let flagged = |app: App| async move {
+            let moe = user(&app, "moe").await;
+            app.docked_provinces(&moe).await.unwrap()[0].fetch_overdue
+        };
+        // Nothing waiting: no alert, however long the silence.
+        app.clock.set(app.clock.now() + chrono::Duration::hours(1));
+        assert!(!flagged(app.clone()).await);
+        let (no, name) = a_student(&app, "1101080001", "13").await;
+        let admin = user(&app, "4401060001-admin").await;
+        let class = class_of(&app, &admin, "4401060001", "13").await;
+        app.file_transfer(
+            &admin,
+            &NewTransfer {
+                from_province: "110000".into(),
+                student_name: name,
+                student_ref: no,
+                to_grade: "13".into(),
+                to_class_id: class,
+                reason: "随父母工作调动迁居".into(),
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+        // Events wait and the system has never read: flagged.
+        assert!(flagged(app.clone()).await);
+        assert_eq!(app.dock_overdue().await.unwrap().len(), 1);
+        // It reads: the flag clears; silent again for 11 minutes: flagged again.
+        let c = caller(&app, &key).await;
+        app.dock_events(&c, None, None).await.unwrap();
+        assert!(!flagged(app.clone()).await);
+        app.clock
+            .set(app.clock.now() + chrono::Duration::minutes(11));
+        assert!(flagged(app.clone()).await);
+        // Acknowledged: nothing waits, no alert.
+        app.dock_ack(&c, 1).await.unwrap();
+        assert!(!app.docked_provinces(&moe).await.unwrap()[0].fetch_overdue);
+        dispose(&app.db).await;
+    }
+}

@@ -415,6 +415,65 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
             assert_eq!(m["state"], "answered", "{m}");
             assert!(matches!(m["status"].as_i64(), Some(200 | 201)), "{m}");
         }
+        // Every message again, late (a duplicate delayed in the network): the hub answers each
+        // from its first answer and nothing changes. Forged and stale copies are refused.
+        let v1 = h.get(&format!("/api/v1/transfers/{t1}"), &moe).await["version"].clone();
+        let v2 = h.get(&format!("/api/v1/transfers/{t2}"), &moe).await["version"].clone();
+        let send = |key: &xueji_app::dock::DockKey, path: &str, idem: &str, body: &str, ts: i64| {
+            let headers = xueji_app::dock::sign_request(
+                key,
+                "110000",
+                "POST",
+                path,
+                ts,
+                Some(idem),
+                body.as_bytes(),
+            );
+            let mut r = h
+                .client
+                .post(format!("{}{path}", h.base))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            r.send()
+        };
+        let now = chrono::Utc::now().timestamp();
+        for m in msgs.as_array().unwrap() {
+            let (path, idem, body) = (
+                m["path"].as_str().unwrap(),
+                m["idem_key"].as_str().unwrap(),
+                m["body"].as_str().unwrap(),
+            );
+            let res = send(&key, path, idem, body, now).await.unwrap();
+            assert_eq!(
+                res.headers()
+                    .get("idempotent-replayed")
+                    .map(|v| v.to_str().unwrap()),
+                Some("true"),
+                "{m}"
+            );
+            assert_eq!(
+                i64::from(res.status().as_u16()),
+                m["status"].as_i64().unwrap(),
+                "{m}"
+            );
+            let forged = send(&xueji_app::dock::new_key(), path, idem, body, now)
+                .await
+                .unwrap();
+            assert_eq!(forged.status().as_u16(), 401);
+            let stale = send(&key, path, idem, body, now - 3600).await.unwrap();
+            assert_eq!(stale.status().as_u16(), 401);
+        }
+        assert_eq!(
+            h.get(&format!("/api/v1/transfers/{t1}"), &moe).await["version"],
+            v1
+        );
+        assert_eq!(
+            h.get(&format!("/api/v1/transfers/{t2}"), &moe).await["version"],
+            v2
+        );
     });
     node.sigterm();
     node.wait_exit(Duration::from_secs(30));
