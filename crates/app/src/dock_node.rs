@@ -55,7 +55,35 @@ pub struct NodeMessage {
     pub answer: Option<String>,
 }
 
+/// The node's sync state and message log are for its authorities (and a national
+/// administrator), not for schools: they hold other schools' students.
+fn require_authority(user: &CurrentUser) -> AppResult<()> {
+    if matches!(user.role, Role::AuthorityAdmin | Role::NationalAdmin) {
+        Ok(())
+    } else {
+        Err(Error::forbidden("省级节点的同步状态和报文由学籍主管部门查看").into())
+    }
+}
+
 impl App {
+    /// The node's sync state, for its authorities.
+    pub async fn node_status_for(&self, user: &CurrentUser) -> AppResult<NodeStatus> {
+        require_authority(user)?;
+        self.node_status().await
+    }
+
+    /// Every transfer the node has heard of, for its authorities.
+    pub async fn node_transfers_for(&self, user: &CurrentUser) -> AppResult<Vec<NodeTransfer>> {
+        require_authority(user)?;
+        self.node_transfers().await
+    }
+
+    /// The node's queued messages, for its authorities.
+    pub async fn node_messages_for(&self, user: &CurrentUser) -> AppResult<Vec<NodeMessage>> {
+        require_authority(user)?;
+        self.node_messages().await
+    }
+
     /// Records which hub and province this node syncs with (its cursor is kept).
     pub async fn node_init(&self, province: &str, hub: &str) -> AppResult<()> {
         on_pool!(self.db.write(), p => sqlx::query(
@@ -150,6 +178,8 @@ impl App {
         opinion: &str,
         method: Option<&str>,
     ) -> AppResult<NodeMessage> {
+        // Only a node queues messages for a hub.
+        self.node_status().await?;
         let latest: Option<String> = on_pool!(self.db.read(), p => sqlx::query_scalar(
             "SELECT payload FROM node_inbox WHERE transfer_id = $1 ORDER BY seq DESC LIMIT 1"
         ).bind(transfer_id).fetch_optional(p).await)?;
@@ -206,6 +236,7 @@ impl App {
         user: &CurrentUser,
         req: &crate::transfers::NewTransfer,
     ) -> AppResult<NodeMessage> {
+        self.node_status().await?;
         let OrgRef::School(code) = &user.org else {
             return Err(Error::forbidden("转学申请须由转入学校的学籍管理员提交").into());
         };

@@ -367,9 +367,9 @@ pub async fn messages(
     responses((status = 200, body = xueji_app::dock_node::NodeStatus), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn node_status(
     State(s): State<AppState>,
-    ApiUser(_u): ApiUser,
+    ApiUser(u): ApiUser,
 ) -> ApiResult<Json<xueji_app::dock_node::NodeStatus>> {
-    Ok(Json(s.app.node_status().await?))
+    Ok(Json(s.app.node_status_for(&u).await?))
 }
 
 /// On a provincial node: the hub's transfers whose waiting step is the caller's organisation's.
@@ -431,9 +431,9 @@ pub async fn node_file(
     responses((status = 200, body = Vec<xueji_app::dock_node::NodeTransfer>), (status = 401, body = Problem)))]
 pub async fn node_transfers(
     State(s): State<AppState>,
-    ApiUser(_u): ApiUser,
+    ApiUser(u): ApiUser,
 ) -> ApiResult<Json<Vec<xueji_app::dock_node::NodeTransfer>>> {
-    Ok(Json(s.app.node_transfers().await?))
+    Ok(Json(s.app.node_transfers_for(&u).await?))
 }
 
 /// On a provincial node: the messages queued for the hub, newest first, with its answers.
@@ -441,7 +441,7 @@ pub async fn node_transfers(
     responses((status = 200, body = Vec<xueji_app::dock_node::NodeMessage>), (status = 401, body = Problem)))]
 pub async fn node_messages(
     State(s): State<AppState>,
-    ApiUser(_u): ApiUser,
+    ApiUser(u): ApiUser,
 ) -> ApiResult<Json<Vec<xueji_app::dock_node::NodeMessage>>> {
-    Ok(Json(s.app.node_messages().await?))
+    Ok(Json(s.app.node_messages_for(&u).await?))
 }

@@ -140,7 +140,14 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET /api/v1/dock/provinces", "FFFFFFFFFAFFF"),
     ("PUT /api/v1/dock/provinces/{code}", "FFFFFFFFFAFFF"),
     ("GET /api/v1/dock/messages", "FFFFFFFFFAFFF"),
-    ("GET /api/v1/node/status", "FFFFFFFFFAFFF"),
+    // The provincial node's own routes: on the hub there is no node (404), except the work
+    // list, which is simply empty; its state and log are for authorities.
+    ("GET /api/v1/node/status", "FFFNNFFNNNFFF"),
+    ("GET /api/v1/node/todo", "AAAAAAAAAAFFF"),
+    ("GET /api/v1/node/transfers", "FFFAAFFAAAFFF"),
+    ("POST /api/v1/node/transfers", "NNNNNNNNNNFFF"),
+    ("GET /api/v1/node/messages", "FFFAAFFAAAFFF"),
+    ("POST /api/v1/node/transfers/{id}/decisions", "NNNNNNNNNNFFF"),
     ("GET /api/v1/promotions/blockers", "AAAAAAAAAAFFF"),
     ("POST /api/v1/promotions", "FFFAAFFAAAFFF"),
 ];
