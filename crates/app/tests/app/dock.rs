@@ -659,3 +659,73 @@ async fn a_silent_province_is_flagged() {
         dispose(&app.db).await;
     }
 }
+
+/// Concurrent changes: the feed's numbers stay contiguous, one event per committed change, in
+/// commit order per transfer (the sequence is taken under the province row's lock).
+#[tokio::test]
+async fn concurrent_changes_give_a_gapless_feed() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let key = dock_beijing(&app).await;
+        let c = caller(&app, &key).await;
+        let admin = user(&app, "4401060001-admin").await;
+        let bj = user(&app, "edu110108").await;
+        let f = StudentFilter {
+            school: Some("1101080001".into()),
+            ..Default::default()
+        };
+        let students = app.students(&bj, &f, all()).await.unwrap().items;
+        let classes = app.classes(&admin, "4401060001").await.unwrap();
+        let mut tasks = vec![];
+        for s in students.into_iter().take(24) {
+            let Some(class) = classes.iter().find(|k| Some(&k.grade) == s.grade.as_ref()) else {
+                continue;
+            };
+            let (app, admin, class) = (app.clone(), admin.clone(), class.id);
+            tasks.push(tokio::spawn(async move {
+                let t = app
+                    .file_transfer(
+                        &admin,
+                        &NewTransfer {
+                            from_province: "110000".into(),
+                            student_name: s.name.clone(),
+                            student_ref: s.student_no.clone(),
+                            to_grade: s.grade.clone().unwrap(),
+                            to_class_id: class,
+                            reason: "随父母工作调动迁居".into(),
+                        },
+                        vec![],
+                    )
+                    .await
+                    .expect("filed");
+                let rev = user(&app, "4401060001-reviewer").await;
+                app.review_transfer(&rev, t.id, true, "同意")
+                    .await
+                    .expect("approved");
+                t.id
+            }));
+        }
+        let mut ids = vec![];
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        assert!(ids.len() >= 12, "{backend:?}: enough concurrent transfers");
+        let feed = app.dock_events(&c, Some(0), Some(1000)).await.unwrap();
+        let seqs: Vec<i64> = feed.events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=(2 * ids.len() as i64)).collect::<Vec<_>>(),
+            "{backend:?}"
+        );
+        for id in ids {
+            let kinds: Vec<&str> = feed
+                .events
+                .iter()
+                .filter(|e| e.transfer_id == id)
+                .map(|e| e.kind.as_str())
+                .collect();
+            assert_eq!(kinds, ["filed", "decided"], "{backend:?}: transfer {id}");
+        }
+        dispose(&app.db).await;
+    }
+}
