@@ -140,6 +140,8 @@ pub fn router() -> Router<AppState> {
         .route("/messages/read", post(messages::mark_read))
         .route("/calendar", get(calendar::page).post(calendar::submit))
         .route("/dock", get(dock::page))
+        .route("/node", get(dock::node_page))
+        .route("/node/{id}", post(dock::node_act))
         .merge(oversight::router())
         // Pages hold personal data: never kept by a browser or proxy cache.
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -597,6 +597,7 @@ const PAGES: &[(&str, &str)] = &[
     ("/oversight/stale", "FFFAAFFAAAFFF"),
     ("/statistics", "FFFAAFFAAAFFF"),
     ("/dock", "FFFFFFFFFAFFF"),
+    ("/node", "AAAAAAAAAAFFF"),
     ("/account", "AAAAAAAAAAAAA"),
     ("/audit", "FFFFFFFFFFFFA"),
 ];

@@ -169,6 +169,62 @@ async fn on_node_todo(n: &Api, tok: &str, id: i64) {
     )
 }
 
+/// The first `_csrf` hidden field of a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// A person signs in on the node's web UI and clicks 同意 on its 对接待办 page.
+async fn web_approve(addr: &str, user: &str, id: i64) {
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let form = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = c
+        .post(format!("{base}/login"))
+        .form(&[
+            ("_csrf", csrf_of(&form).as_str()),
+            ("username", user),
+            ("password", "Demo@2026"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303, "web login {user}");
+    let page = c
+        .get(format!("{base}/node"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("action=\"/node/{id}\"")), "{page}");
+    let res = c
+        .post(format!("{base}/node/{id}"))
+        .form(&[
+            ("_csrf", csrf_of(&page).as_str()),
+            ("decision", "approve"),
+            ("opinion", "同意"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303, "queued");
+}
+
 async fn node_act(n: &Api, tok: &str, id: i64, decision: &str) {
     n.post(
         &format!("/api/v1/node/transfers/{id}/decisions"),
@@ -296,10 +352,11 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
             .await
         );
         let rev = n.login("1101080001-reviewer").await;
-        for t in [t1, t2] {
-            on_node_todo(&n, &rev, t).await;
-            node_act(&n, &rev, t, "approve").await;
-        }
+        // T1 through the node's page (对接待办), T2 through its API.
+        on_node_todo(&n, &rev, t1).await;
+        web_approve(&node_addr, "1101080001-reviewer", t1).await;
+        on_node_todo(&n, &rev, t2).await;
+        node_act(&n, &rev, t2, "approve").await;
         hub_status(&h, &moe, t1, "out_authority_review").await;
         hub_status(&h, &moe, t2, "in_authority_review").await;
         (t1, t2)
