@@ -71,6 +71,24 @@ pub fn base_string(
     )
 }
 
+/// The text the hub signs for each answer on `/api/dock/v1` (headers `X-Dock-Timestamp`,
+/// `X-Dock-Signature` of the response): it binds the answer to the request it answers.
+pub fn response_base_string(
+    status: u16,
+    req: &DockRequest<'_>,
+    timestamp: &str,
+    body: &[u8],
+) -> String {
+    format!(
+        "{SCHEME}-RESPONSE\n{status}\n{}\n{}\n{timestamp}\n{}\n{}\n{}",
+        req.method.to_ascii_uppercase(),
+        req.path_and_query,
+        req.province.unwrap_or(""),
+        req.idem_key.unwrap_or(""),
+        body_sha256_hex(body)
+    )
+}
+
 /// A new random Ed25519 key.
 pub fn new_key() -> SigningKey {
     let seed: [u8; 32] = rand::random();

@@ -70,6 +70,7 @@ pub async fn run(events: usize, live: usize) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let hub_public = dock::public_b64(&hub.dock_hub_key().await?);
     let node_app = open(&dir.join("node.db")).await?;
     node_app.node_init("110000", &server.url()).await?;
     let start_node = || {
@@ -78,6 +79,7 @@ pub async fn run(events: usize, live: usize) -> anyhow::Result<()> {
             hub: server.url(),
             province: "110000".into(),
             key: key.clone(),
+            hub_key: Some(hub_public.clone()),
             client: reqwest::Client::builder()
                 .no_proxy()
                 .build()
@@ -171,8 +173,14 @@ pub async fn run(events: usize, live: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let node_task = start_node();
     let took = wait_for(&node_app, last, Duration::from_secs(600)).await?;
-    let acked: i64 = on_pool!(hub.db.read(), p => sqlx::query_scalar(
-        "SELECT acked_through FROM docked_provinces WHERE province = '110000'").fetch_one(p).await)?;
+    let acked = loop {
+        let acked: i64 = on_pool!(hub.db.read(), p => sqlx::query_scalar(
+            "SELECT acked_through FROM docked_provinces WHERE province = '110000'").fetch_one(p).await)?;
+        if acked >= last || t0.elapsed() > Duration::from_secs(600) {
+            break acked;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     println!(
         "backlog: {events} events drained (stored at the node) in {:.1} s ({:.0} events/s); acknowledged through {acked} of {last} after {:.1} s",
         took.as_secs_f64(),

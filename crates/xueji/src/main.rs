@@ -205,6 +205,10 @@ struct NodeArgs {
     /// The node's Ed25519 key file (Base64 seed); created when absent.
     #[arg(long, value_name = "FILE", required_if_eq("mode", "province"))]
     key: Option<PathBuf>,
+    /// The hub's public key (Base64, from the Ministry): answers without its signature are
+    /// refused. Without it the node trusts the transport.
+    #[arg(long, value_name = "BASE64")]
+    hub_key: Option<String>,
 }
 
 async fn open(url: &str) -> anyhow::Result<App> {
@@ -283,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     province,
                     key,
                     client: reqwest::Client::builder().no_proxy().build()?,
+                    hub_key: node.hub_key,
                 };
                 tokio::spawn(n.run());
             }

@@ -57,6 +57,8 @@ pub struct Node {
     pub province: String,
     pub key: DockKey,
     pub client: reqwest::Client,
+    /// The hub's public key (Base64), given out of band: every answer must carry its signature.
+    pub hub_key: Option<String>,
 }
 
 impl Node {
@@ -68,6 +70,7 @@ impl Node {
         body: &[u8],
     ) -> anyhow::Result<(u16, String)> {
         let ts = chrono::Utc::now().timestamp();
+        let method_s = method.as_str().to_string();
         let headers = dock::sign_request(
             &self.key,
             &self.province,
@@ -91,7 +94,39 @@ impl Node {
         }
         let res = r.send().await?;
         let status = res.status().as_u16();
+        let header = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (rts, rsig) = (
+            header(dock::HEADER_TIMESTAMP),
+            header(dock::HEADER_SIGNATURE),
+        );
         let text = res.text().await?;
+        if let Some(hub_key) = &self.hub_key {
+            let req = dock::DockRequest {
+                method: method_s.as_str(),
+                path_and_query: path,
+                province: Some(&self.province),
+                timestamp: None,
+                signature: None,
+                idem_key: idem,
+                body,
+            };
+            let ok = match (&rts, &rsig) {
+                (Some(ts), Some(sig)) => dock::verify_text(
+                    hub_key,
+                    &dock::response_base_string(status, &req, ts, text.as_bytes()),
+                    sig,
+                ),
+                _ => false,
+            };
+            if !ok {
+                bail!("answer to {path} does not carry the hub's signature ({status})");
+            }
+        }
         Ok((status, text))
     }
 

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xueji_app::dock::{
-    DockAckIn, DockAckOut, DockCaller, DockDecisionIn, DockFeed, DockFilingIn, DockMessageOut,
-    DockProvinceIn, DockRequest, DockedProvinceOut, HEADER_IDEMPOTENCY, HEADER_PROVINCE,
-    HEADER_SIGNATURE, HEADER_TIMESTAMP, Idem, SignedDocument,
+    self, DockAckIn, DockAckOut, DockCaller, DockDecisionIn, DockFeed, DockFilingIn,
+    DockMessageOut, DockProvinceIn, DockRequest, DockedProvinceOut, HEADER_IDEMPOTENCY,
+    HEADER_PROVINCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, Idem, SignedDocument,
 };
 use xueji_app::paging::{Page, PageQuery};
 use xueji_app::transfers::TransferDetail;
@@ -40,6 +40,38 @@ fn problem_text(e: &Error) -> (u16, String) {
         status,
         serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
     )
+}
+
+/// The hub's signature of an answer (see `dock::response_base_string`): (timestamp, signature).
+async fn sign_answer(
+    s: &AppState,
+    req: &DockRequest<'_>,
+    status: u16,
+    body: &str,
+) -> Option<(String, String)> {
+    let key = s.app.dock_hub_key().await.ok()?;
+    let ts = s.app.clock.now().timestamp().to_string();
+    let base = dock::response_base_string(status, req, &ts, body.as_bytes());
+    Some((ts, dock::sign_text(&key, &base)))
+}
+
+async fn signed_answer(
+    s: &AppState,
+    req: &DockRequest<'_>,
+    status: u16,
+    body: String,
+    problem: bool,
+    replayed: bool,
+) -> Response {
+    let sig = sign_answer(s, req, status, &body).await;
+    let mut res = answer(status, body, problem, replayed);
+    if let Some((ts, sig)) = sig
+        && let (Ok(ts), Ok(sig)) = (HeaderValue::from_str(&ts), HeaderValue::from_str(&sig))
+    {
+        res.headers_mut().insert(HEADER_TIMESTAMP, ts);
+        res.headers_mut().insert(HEADER_SIGNATURE, sig);
+    }
+    res
 }
 
 fn answer(status: u16, body: String, problem: bool, replayed: bool) -> Response {
@@ -105,7 +137,7 @@ where
             Ok(Idem::Fresh) => {}
             Ok(Idem::Replay { status, body }) => {
                 let _ = s.app.dock_log(&req, "received", status, "replayed").await;
-                return answer(status, body, status >= 400, true);
+                return signed_answer(s, &req, status, body, status >= 400, true).await;
             }
             Err(e) => {
                 let (status, text) = problem_text(&ApiError::from(e).0);
@@ -113,7 +145,7 @@ where
                     .app
                     .dock_log(&req, "received", status, "refused: idempotency")
                     .await;
-                return answer(status, text, true, false);
+                return signed_answer(s, &req, status, text, true, false).await;
             }
         }
     }
@@ -138,7 +170,7 @@ where
     if let Err(e) = s.app.dock_log(&req, "received", status, &outcome).await {
         return ApiError::from(e).into_response();
     }
-    answer(status, text, problem, false)
+    signed_answer(s, &req, status, text, problem, false).await
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

@@ -257,7 +257,29 @@ async fn a_docked_province_acts_through_the_signed_interface() {
         .await;
         assert_eq!(first.status().as_u16(), 200);
         assert!(first.headers().get("idempotent-replayed").is_none());
-        let first: Value = first.json().await.unwrap();
+        // The hub signs its answer, bound to the request it answers.
+        let hub_key = dock::public_b64(&s.app.dock_hub_key().await.unwrap());
+        let h = |n: &str| first.headers()[n].to_str().unwrap().to_string();
+        let (rts, rsig) = (h("x-dock-timestamp"), h("x-dock-signature"));
+        let first_text = first.text().await.unwrap();
+        let sent_body = body.to_string();
+        let answered = dock::DockRequest {
+            method: "POST",
+            path_and_query: &path,
+            province: Some("110000"),
+            timestamp: None,
+            signature: None,
+            idem_key: Some("bj-1"),
+            body: sent_body.as_bytes(),
+        };
+        let base = dock::response_base_string(200, &answered, &rts, first_text.as_bytes());
+        assert!(
+            dock::verify_text(&hub_key, &base, &rsig),
+            "the hub's signature"
+        );
+        let other = dock::response_base_string(409, &answered, &rts, first_text.as_bytes());
+        assert!(!dock::verify_text(&hub_key, &other, &rsig));
+        let first: Value = serde_json::from_str(&first_text).unwrap();
         assert_eq!(first["status"], "out_authority_review");
         let again = signed(
             &s,

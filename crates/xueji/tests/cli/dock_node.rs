@@ -101,7 +101,7 @@ macro_rules! eventually {
     }};
 }
 
-fn start_node(db: &str, port: u16, hub: &str, key: &str) -> Running {
+fn start_node(db: &str, port: u16, hub: &str, key: &str, hub_key: &str) -> Running {
     let addr = format!("127.0.0.1:{port}");
     let mut r = spawn(&[
         "serve",
@@ -117,6 +117,8 @@ fn start_node(db: &str, port: u16, hub: &str, key: &str) -> Running {
         hub,
         "--key",
         key,
+        "--hub-key",
+        hub_key,
     ]);
     let (line, _) = r.wait_line(true, "listening on http://", Duration::from_secs(60));
     assert_eq!(address_in(&line), addr);
@@ -247,7 +249,22 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
     );
     let hub_url = format!("http://{hub_addr}");
     let node_port = free_port();
-    let mut node = start_node(&node_db, node_port, &hub_url, &key_file);
+    // The hub's public key reaches the province out of band (here: read from the hub).
+    let hub_key = block_on(async {
+        let v: Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{hub_url}/api/dock/v1/hub-key"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["public_key"].as_str().unwrap().to_string()
+    });
+    let mut node = start_node(&node_db, node_port, &hub_url, &key_file, &hub_key);
     let node_addr = format!("127.0.0.1:{node_port}");
     // The node created its key; the Ministry registers its public half.
     let key = xueji_app::dock::key_from_secret_b64(&std::fs::read_to_string(&key_file).unwrap())
@@ -364,7 +381,7 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
 
     // The node dies without warning and comes back: it resumes from its stored cursor.
     sigkill(&mut node);
-    let mut node = start_node(&node_db, node_port, &hub_url, &key_file);
+    let mut node = start_node(&node_db, node_port, &hub_url, &key_file, &hub_key);
     block_on(async {
         let edu = n.login("edu110108").await;
         for t in [t1, t2] {
