@@ -554,3 +554,185 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
     hub.sigterm();
     hub.wait_exit(Duration::from_secs(30));
 }
+
+/// Kills at random moments: decisions are queued at the node and the node (then the hub) is
+/// SIGKILLed after a random delay, several times, while they are being delivered. Every step is
+/// still applied exactly once at the hub, every message ends answered, the feed fully read.
+#[test]
+fn random_kills_during_the_exchange_lose_nothing_and_apply_nothing_twice() {
+    const N: usize = 6;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("random kills: seed {seed}");
+    let mut rng = seed | 1;
+    let mut below = |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    let hub_db = temp_path("hub.db").display().to_string();
+    let node_db = temp_path("node.db").display().to_string();
+    let key_file = temp_path("node.key").display().to_string();
+    let hub_addr = format!("127.0.0.1:{}", free_port());
+    let mut hub = start_hub(&hub_db, &hub_addr, true);
+    assert_ok(&run(&["seed", "demo", "--db", &node_db]), "seed the node");
+    let hub_url = format!("http://{hub_addr}");
+    let node_port = free_port();
+    let node_addr = format!("127.0.0.1:{node_port}");
+    let h = Api::new(&hub_addr);
+    let n = Api::new(&node_addr);
+    let hub_key = block_on(async {
+        let v = h
+            .client
+            .get(format!("{hub_url}/api/dock/v1/hub-key"))
+            .send()
+            .await
+            .unwrap();
+        v.json::<Value>().await.unwrap()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    let mut node = start_node(&node_db, node_port, &hub_url, &key_file, &hub_key);
+    let key =
+        xueji_app::dock::key_from_secret_b64(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let ids: Vec<i64> = block_on(async {
+        let moe = h.login("moe").await;
+        h.call(
+            reqwest::Method::PUT,
+            "/api/v1/dock/provinces/110000",
+            &moe,
+            Some(json!({ "public_key": xueji_app::dock::public_b64(&key) })),
+        )
+        .await;
+        let edu = h.login("edu110108").await;
+        let students = h
+            .get("/api/v1/students?school=1101080001&per_page=500", &edu)
+            .await;
+        let gd = h.login("4401060001-admin").await;
+        let classes = h.get("/api/v1/schools/4401060001/classes", &gd).await;
+        let gd_rev = h.login("4401060001-reviewer").await;
+        let gd_edu = h.login("edu440106").await;
+        let mut ids = vec![];
+        for st in students.as_array().unwrap().iter().take(N) {
+            let class = classes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["grade"] == st["grade"])
+                .unwrap()["id"]
+                .clone();
+            let t = h
+                .post(
+                    "/api/v1/transfers",
+                    &gd,
+                    json!({ "from_province": "110000", "student_name": st["name"], "student_ref": st["student_no"],
+                            "to_grade": st["grade"], "to_class_id": class, "reason": "随父母工作调动迁居" }),
+                )
+                .await;
+            let id = t["id"].as_i64().unwrap();
+            for tok in [&gd_rev, &gd_edu] {
+                h.post(
+                    &format!("/api/v1/transfers/{id}/review"),
+                    tok,
+                    json!({ "decision": "approve", "opinion": "同意" }),
+                )
+                .await;
+            }
+            ids.push(id);
+        }
+        ids
+    });
+
+    // 北京's two steps of every transfer, each round queued at the node and then cut short by
+    // kills of the node (round 1) or of the hub (round 2) at random moments.
+    for (round, who) in [(0, "1101080001-reviewer"), (1, "edu110108")] {
+        block_on(async {
+            let tok = n.login(who).await;
+            for id in &ids {
+                on_node_todo(&n, &tok, *id).await;
+                node_act(&n, &tok, *id, "approve").await;
+            }
+        });
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(below(400)));
+            if round == 0 {
+                sigkill(&mut node);
+                node = start_node(&node_db, node_port, &hub_url, &key_file, &hub_key);
+            } else {
+                sigkill(&mut hub);
+                hub = start_hub(&hub_db, &hub_addr, false);
+            }
+        }
+        let want = if round == 0 {
+            "out_authority_review"
+        } else {
+            "approved"
+        };
+        block_on(async {
+            let moe = h.login("moe").await;
+            for id in &ids {
+                hub_status(&h, &moe, *id, want).await;
+            }
+        });
+    }
+    block_on(async {
+        let moe = h.login("moe").await;
+        for id in &ids {
+            let t = h.get(&format!("/api/v1/transfers/{id}"), &moe).await;
+            assert!(
+                t["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|s| s["decision"] == "approve"),
+                "{t}"
+            );
+        }
+        let p = eventually!(
+            "the feed acknowledged",
+            async {
+                let list = h.get("/api/v1/dock/provinces", &moe).await;
+                let p = list[0].clone();
+                (p["backlog"] == 0 && p["last_seq"].as_i64() >= Some(5 * N as i64)).then_some(p)
+            }
+            .await
+        );
+        let edu = n.login("edu110108").await;
+        let status = n.get("/api/v1/node/status", &edu).await;
+        assert_eq!(
+            status["feed_cursor"], p["last_seq"],
+            "seed {seed}: {status}"
+        );
+        assert_eq!(status["pending"], 0, "seed {seed}");
+        for m in n
+            .get("/api/v1/node/messages", &edu)
+            .await
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(m["status"], 200, "seed {seed}: {m}");
+        }
+    });
+    // Exactly one approval per step in the hub's audit trail: 4 per transfer.
+    let approvals = block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{hub_db}"))
+            .await
+            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'transfer.approve'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        n
+    });
+    assert_eq!(approvals, 4 * N as i64, "seed {seed}");
+    node.sigterm();
+    node.wait_exit(Duration::from_secs(30));
+    hub.sigterm();
+    hub.wait_exit(Duration::from_secs(30));
+}
