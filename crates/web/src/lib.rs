@@ -32,7 +32,7 @@ pub const MAX_BODY: usize = 12 * 1024 * 1024;
 pub fn router(app: App) -> Router {
     let state = AppState { app };
     let (api_router, openapi) = api::router().split_for_parts();
-    let openapi_json = serde_json::to_string_pretty(&openapi).expect("openapi serialises");
+    let openapi_json = api::published(&openapi);
     Router::new()
         .merge(api_router)
         .route(
@@ -71,7 +71,7 @@ pub fn router(app: App) -> Router {
 /// The OpenAPI document as served at `/api/v1/openapi.json`.
 pub fn openapi_json() -> String {
     let (_, openapi) = api::router().split_for_parts();
-    serde_json::to_string_pretty(&openapi).expect("openapi serialises")
+    api::published(&openapi)
 }
 
 /// A bound server: its address, and a handle to stop it.

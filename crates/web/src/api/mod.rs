@@ -130,6 +130,50 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dock::node_messages))
 }
 
+/// The document as published: every refusal is `application/problem+json` (the handlers'
+/// annotations name the `Problem` schema under `application/json`), and every operation has a
+/// `default` response, so that any status a client meets (401 on an expired session, 413, 415,
+/// 429 …) is documented with its body.
+pub fn published(openapi: &utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(openapi).expect("openapi serialises");
+    let problem = serde_json::json!({ "$ref": "#/components/schemas/Problem" });
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in item.iter_mut() {
+                if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                    continue;
+                }
+                let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut())
+                else {
+                    continue;
+                };
+                for r in responses.values_mut() {
+                    let Some(content) = r.get_mut("content").and_then(|c| c.as_object_mut()) else {
+                        continue;
+                    };
+                    if content
+                        .get("application/json")
+                        .is_some_and(|m| m["schema"] == problem)
+                        && let Some(m) = content.remove("application/json")
+                    {
+                        content.insert("application/problem+json".into(), m);
+                    }
+                }
+                responses.entry("default").or_insert_with(|| {
+                    serde_json::json!({
+                        "description": "拒绝或错误：problem+json，`code` 为稳定的错误代码",
+                        "content": { "application/problem+json": { "schema": problem } }
+                    })
+                });
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).expect("openapi serialises")
+}
+
 /// A JSON array with the total in `X-Total-Count`.
 pub fn paged<T: Serialize>(p: Paged<T>) -> Response {
     let mut res = Json(p.items).into_response();
