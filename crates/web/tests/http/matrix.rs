@@ -147,7 +147,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET /api/v1/node/transfers", "FFFAAFFAAAFFF"),
     ("POST /api/v1/node/transfers", "NNNNNNNNNNFFF"),
     ("GET /api/v1/node/messages", "FFFAAFFAAAFFF"),
-    ("POST /api/v1/node/transfers/{id}/decisions", "NNNNNNNNNNFFF"),
+    (
+        "POST /api/v1/node/transfers/{id}/decisions",
+        "NNNNNNNNNNFFF",
+    ),
     ("GET /api/v1/promotions/blockers", "AAAAAAAAAAFFF"),
     ("POST /api/v1/promotions", "FFFAAFFAAAFFF"),
 ];
