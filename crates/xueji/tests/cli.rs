@@ -96,6 +96,15 @@ struct Target {
     pg_guard: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
 
+/// Held by the tests that kill and restart servers on fixed ports under load (the crash test and
+/// the docking node tests): run one at a time, they neither starve each other's timeouts nor race
+/// for a port freed by a kill.
+static KILL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn kill_tests_alone() -> std::sync::MutexGuard<'static, ()> {
+    KILL_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Taken for writing by the test that restarts PostgreSQL.
 static PG_IN_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 

@@ -419,6 +419,7 @@ fn rows(t: &Target, sql: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn transfers_survive_sigkill_and_database_restarts() {
+    let _alone = super::kill_tests_alone();
     let restart_pg = std::env::var("XUEJI_TEST_RESTART_POSTGRES").is_ok_and(|v| v == "1");
     for mut t in targets() {
         // This test's own hold on PostgreSQL is released: it restarts the server itself.

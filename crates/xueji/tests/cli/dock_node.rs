@@ -90,7 +90,7 @@ impl Api {
 /// Evaluates an async `Option` expression until it is `Some`, for at most 60 s.
 macro_rules! eventually {
     ($what:expr, $e:expr) => {{
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(v) = $e {
                 break v;
@@ -238,6 +238,7 @@ async fn node_act(n: &Api, tok: &str, id: i64, decision: &str) {
 
 #[test]
 fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
+    let _alone = super::kill_tests_alone();
     let hub_db = temp_path("hub.db").display().to_string();
     let node_db = temp_path("node.db").display().to_string();
     let key_file = temp_path("node.key").display().to_string();
@@ -560,6 +561,7 @@ fn a_province_node_and_the_hub_complete_transfers_both_ways_across_crashes() {
 /// still applied exactly once at the hub, every message ends answered, the feed fully read.
 #[test]
 fn random_kills_during_the_exchange_lose_nothing_and_apply_nothing_twice() {
+    let _alone = super::kill_tests_alone();
     const N: usize = 6;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
