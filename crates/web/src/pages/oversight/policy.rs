@@ -899,7 +899,9 @@ mod tests {
     #[test]
     fn rules_read_in_chinese() {
         let rules = rules_of(&Policy::default());
+        let rule = |label: &str| rules.iter().find(|r| r.label == label).expect(label);
         assert_eq!(rules[0].lines, vec!["无"]);
-        assert!(rules[6].lines[0].contains("10个工作日"));
+        assert!(rule("办理时限").lines[0].contains("10个工作日"));
+        assert_eq!(rule("受处分学生").lines, vec!["不限制"]);
     }
 }
