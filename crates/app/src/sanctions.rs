@@ -53,7 +53,8 @@ pub struct SanctionOut {
 #[derive(sqlx::FromRow)]
 struct SanctionRow {
     id: i64,
-    student_id: i64,
+    /// The student's current 学籍号 (to check the caller's scope through the student).
+    student_no: String,
     kind: String,
     reason: String,
     decided_on: NaiveDate,
@@ -65,9 +66,9 @@ struct SanctionRow {
     revoke_reason: Option<String>,
 }
 
-const SANCTION_SELECT: &str = "SELECT s.id, s.student_id, s.kind, s.reason, s.decided_on, s.ends_on, \
+const SANCTION_SELECT: &str = "SELECT s.id, st.student_no, s.kind, s.reason, s.decided_on, s.ends_on, \
     sc.code AS school, sc.name AS school_name, s.recorded_at, s.revoked_at, s.revoke_reason \
-    FROM sanctions s JOIN schools sc ON sc.id = s.school_id";
+    FROM sanctions s JOIN schools sc ON sc.id = s.school_id JOIN students st ON st.id = s.student_id";
 
 impl SanctionRow {
     fn out(self, today: NaiveDate) -> SanctionOut {
@@ -147,10 +148,11 @@ impl App {
 
     /// Whether a sanction is in force for the student on `date`.
     pub(crate) async fn sanctioned_on(&self, student_id: i64, date: NaiveDate) -> AppResult<bool> {
-        let n: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sanctions WHERE student_id = $1 AND revoked_at IS NULL AND ends_on >= $2"
-        ).bind(student_id).bind(date).fetch_one(p).await)?;
-        Ok(n > 0)
+        // Stops at the first row in force (the index is on student_id, ends_on).
+        let found: Option<i64> = on_pool!(self.db.read(), p => sqlx::query_scalar(
+            "SELECT id FROM sanctions WHERE student_id = $1 AND revoked_at IS NULL AND ends_on >= $2 LIMIT 1"
+        ).bind(student_id).bind(date).fetch_optional(p).await)?;
+        Ok(found.is_some())
     }
 
     /// Records a sanction decided by the caller's school (its 学籍管理员), audited.
@@ -203,10 +205,7 @@ impl App {
         reason: &str,
     ) -> AppResult<SanctionOut> {
         let row = self.sanction_row(id).await?;
-        let no: String = on_pool!(self.db.read(), p => sqlx::query_scalar(
-            "SELECT student_no FROM students WHERE id = $1"
-        ).bind(row.student_id).fetch_one(p).await)?;
-        self.sanction_student(user, &no, true).await?;
+        let (_, _, no) = self.sanction_student(user, &row.student_no, true).await?;
         let reason = check_reason(reason, "reason", "请填写解除处分的理由")?;
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;

@@ -168,7 +168,7 @@ pub async fn record(
     let no = path.map(|Path(p)| p).unwrap_or_default();
     let pairs = form.map(|Form(p)| p).unwrap_or_default();
     let get = |k: &str| last_value(&pairs, k);
-    let mut t = Typed {
+    let t = Typed {
         form: "record".into(),
         kind: get("kind"),
         reason: get("reason"),
@@ -193,23 +193,7 @@ pub async fn record(
             .map_err(user_error)
     }
     .await;
-    match r {
-        Ok(()) => Ok(Redirect::to(&format!(
-            "/students/{}/sanctions?done=record",
-            url_encode(&no)
-        ))
-        .into_response()),
-        Err(e) => {
-            t.field = e.field.unwrap_or_default().to_string();
-            t.message = e.message.clone();
-            if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) {
-                let layout = Layout::new(&s.app, &u, "处分记录", "/students").await;
-                return Ok(layout.fail(e).into_response());
-            }
-            t.error = Some(e);
-            render(&s, &u, &no, "", t).await
-        }
-    }
+    finish(&s, &u, &no, "record", r, t).await
 }
 
 pub async fn revoke(
@@ -220,7 +204,7 @@ pub async fn revoke(
 ) -> PageResult<Response> {
     let (no, id_s) = path.map(|Path(p)| p).unwrap_or_default();
     let pairs = form.map(|Form(p)| p).unwrap_or_default();
-    let mut t = Typed {
+    let t = Typed {
         form: format!("revoke:{id_s}"),
         reason: last_value(&pairs, "reason"),
         ..Default::default()
@@ -235,21 +219,29 @@ pub async fn revoke(
             .map_err(user_error)
     }
     .await;
-    match r {
-        Ok(()) => Ok(Redirect::to(&format!(
-            "/students/{}/sanctions?done=revoke",
-            url_encode(&no)
-        ))
-        .into_response()),
-        Err(e) => {
-            t.field = e.field.unwrap_or_default().to_string();
-            t.message = e.message.clone();
-            if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) {
-                let layout = Layout::new(&s.app, &u, "处分记录", "/students").await;
-                return Ok(layout.fail(e).into_response());
-            }
-            t.error = Some(e);
-            render(&s, &u, &no, "", t).await
-        }
+    finish(&s, &u, &no, "revoke", r, t).await
+}
+
+/// After a form: back to the list with the notice, the refusal page for outsiders and wrong
+/// roles, or the list again with the refused form as typed.
+async fn finish(
+    s: &AppState,
+    u: &WebUser,
+    no: &str,
+    done: &str,
+    r: Result<(), Error>,
+    mut t: Typed,
+) -> PageResult<Response> {
+    let Err(e) = r else {
+        let to = format!("/students/{}/sanctions?done={done}", url_encode(no));
+        return Ok(Redirect::to(&to).into_response());
+    };
+    if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) {
+        let layout = Layout::new(&s.app, u, "处分记录", "/students").await;
+        return Ok(layout.fail(e).into_response());
     }
+    t.field = e.field.unwrap_or_default().to_string();
+    t.message = e.message.clone();
+    t.error = Some(e);
+    render(s, u, no, "", t).await
 }
