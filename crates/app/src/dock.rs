@@ -312,7 +312,7 @@ pub struct DockFilingIn {
 
 /// A document signed by the hub's key: verify `signature` over the UTF-8 bytes of `document`
 /// (a JSON text) with `public_key`, then parse `document`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignedDocument {
     /// `hub`.
     pub signer: String,
@@ -1235,7 +1235,19 @@ impl App {
             );
         }
         let view = Self::dock_view_user(caller);
-        let archive = self.student_archive(&view, &t.student_no).await?;
+        let mut archive = self.student_archive(&view, &t.student_no).await?;
+        // Once the file is pulled the receiving school holds the student, and its province's
+        // system enrols them on its own roll: it gets the whole identity number (a person is
+        // found by it, 一人一籍). Before the pull the document shows it masked.
+        if matches!(
+            t.status.as_str(),
+            "file_pulled" | "paper_sent" | "completed"
+        ) {
+            let whole: String = on_pool!(self.db.read(), p => sqlx::query_scalar(
+                "SELECT id_number FROM students WHERE id = $1"
+            ).bind(t.student_id).fetch_one(p).await)?;
+            archive.student.id_number = Some(whole);
+        }
         let now = self.clock.now();
         let document = serde_json::json!({
             "type": "xueji.student_archive",

@@ -158,6 +158,7 @@ impl Node {
         let feed: DockFeed = serde_json::from_str(&text).context("feed JSON")?;
         if feed.events.is_empty() {
             self.app.node_store_events(&[], cursor).await?;
+            self.follow_roll().await?;
             return Ok(false);
         }
         self.app
@@ -176,7 +177,41 @@ impl Node {
             bail!("ack: {status} {text}");
         }
         tracing::debug!(through = feed.next_after, "feed stored and acknowledged");
+        self.follow_roll().await?;
         Ok(feed.more)
+    }
+
+    /// Applies the roll changes the stored events called for, in their order: a student pulled
+    /// out of the province's school is marked transferred out; one pulled into it is enrolled
+    /// from the hub's signed file (fetched here, verified with the pinned key). Each change is
+    /// applied once, in one transaction with its `applied` mark; after a crash the pending ones
+    /// are taken up again. A failure to fetch stops the round (retried with backoff) so the
+    /// changes keep their order.
+    async fn follow_roll(&self) -> anyhow::Result<()> {
+        for task in self.app.node_roll_pending().await? {
+            let file = if task.direction == "in" {
+                let path = format!("/api/dock/v1/transfers/{}/file", task.transfer_id);
+                let (status, text) = self.send(reqwest::Method::GET, &path, None, b"").await?;
+                if status != 200 {
+                    bail!(
+                        "signed file of transfer {}: {status} {text}",
+                        task.transfer_id
+                    );
+                }
+                Some(
+                    serde_json::from_str::<dock::SignedDocument>(&text)
+                        .context("signed file JSON")?,
+                )
+            } else {
+                None
+            };
+            let outcome = self
+                .app
+                .node_roll_apply(&task, file.as_ref(), self.hub_key.as_deref())
+                .await?;
+            tracing::info!(transfer_id = task.transfer_id, %outcome, "roll follows the hub");
+        }
+        Ok(())
     }
 
     pub async fn run(self) {

@@ -729,3 +729,281 @@ async fn concurrent_changes_give_a_gapless_feed() {
         dispose(&app.db).await;
     }
 }
+
+/// One text scalar.
+async fn text(db: &xueji_app::Db, sql: &str) -> String {
+    xueji_app::on_pool!(db.read(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(p).await)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Removes a student from a database entirely (a node that never held them).
+async fn forget_student(db: &xueji_app::Db, no: &str) {
+    let id = count(
+        db,
+        &format!("SELECT student_id FROM student_numbers WHERE student_no = '{no}'"),
+    )
+    .await;
+    for t in [
+        "identity_checks",
+        "problem_records",
+        "open_businesses",
+        "enrollments",
+        "student_numbers",
+    ] {
+        crate::exec(db, &format!("DELETE FROM {t} WHERE student_id = {id}"))
+            .await
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
+    }
+    crate::exec(db, &format!("DELETE FROM students WHERE id = {id}"))
+        .await
+        .unwrap();
+}
+
+/// The provincial node's own roll follows the hub: the feed queues a roll change for each
+/// transfer pulled into or out of 北京 (in the transaction that stores the page and cursor);
+/// out → 已转出 at no school of the node, in → enrolled from the hub's signed file in the
+/// hub's school, grade and class (by name), whether the node held the person before or not.
+/// Forged or foreign files are refused and the change waits; a withdrawn application changes
+/// nothing; the same events again and the same changes again apply nothing twice.
+#[tokio::test]
+async fn the_node_roll_follows_pulled_transfers_once() {
+    for backend in backends() {
+        let hub = demo_app(backend).await;
+        let node = demo_app(backend).await;
+        node.node_init("110000", "http://hub.invalid")
+            .await
+            .unwrap();
+        let key = dock_beijing(&hub).await;
+        let c = caller(&hub, &key).await;
+        let hub_key = dock::public_b64(&hub.dock_hub_key().await.unwrap());
+
+        // Out: 北京 → 广东, 北京's steps through the dock, 广东 pulls.
+        let (out_no, out_name) = a_student(&hub, "1101080001", "13").await;
+        let gd = user(&hub, "4401060001-admin").await;
+        let gd_class = class_of(&hub, &gd, "4401060001", "13").await;
+        let t_out = hub
+            .file_transfer(
+                &gd,
+                &NewTransfer {
+                    from_province: "110000".into(),
+                    student_name: out_name,
+                    student_ref: out_no.clone(),
+                    to_grade: "13".into(),
+                    to_class_id: gd_class,
+                    reason: "随父母工作调动迁居".into(),
+                },
+                vec![],
+            )
+            .await
+            .unwrap()
+            .id;
+        approve(&hub, "4401060001-reviewer", t_out).await;
+        approve(&hub, "edu440106", t_out).await;
+        for step in ["out_school", "out_authority"] {
+            hub.dock_decide(&c, t_out, &decision("approve", Some(step)))
+                .await
+                .unwrap();
+        }
+        hub.pull_file(&gd, t_out).await.expect("pulled by 广东");
+
+        // In: two 河南 → 北京 filed and pulled by 北京's system; a third withdrawn.
+        let bj_admin = user(&hub, "1101080001-admin").await;
+        let bj_class = class_of(&hub, &bj_admin, "1101080001", "13").await;
+        let filing = |no: &str, name: &str| DockFilingIn {
+            to_school: "1101080001".into(),
+            from_province: "410000".into(),
+            student_name: name.into(),
+            student_ref: no.into(),
+            to_grade: "13".into(),
+            to_class_id: bj_class,
+            reason: "随父母工作调动迁居".into(),
+            actor_name: "李老师".into(),
+        };
+        let mut ins = vec![];
+        for _ in 0..2 {
+            let (no, name) = a_student(&hub, "4101050001", "13").await;
+            let t = hub.dock_file(&c, &filing(&no, &name)).await.unwrap().id;
+            for step in ["in_school", "in_authority"] {
+                hub.dock_decide(&c, t, &decision("approve", Some(step)))
+                    .await
+                    .unwrap();
+            }
+            approve(&hub, "4101050001-reviewer", t).await;
+            approve(&hub, "edu410105", t).await;
+            hub.dock_decide(&c, t, &decision("pull_file", None))
+                .await
+                .expect("pulled by 北京's system");
+            ins.push((t, no));
+        }
+        let (w_no, w_name) = a_student(&hub, "4101050001", "13").await;
+        let w = hub.dock_file(&c, &filing(&w_no, &w_name)).await.unwrap().id;
+        hub.dock_decide(&c, w, &decision("withdraw", None))
+            .await
+            .unwrap();
+        // The node never held the second incoming student (a real node holds its province only).
+        forget_student(&node.db, &ins[1].1).await;
+
+        let feed = hub.dock_events(&c, Some(0), Some(1000)).await.unwrap();
+        node.node_store_events(&feed.events, feed.next_after)
+            .await
+            .unwrap();
+        let pending = node.node_roll_pending().await.unwrap();
+        assert_eq!(
+            pending
+                .iter()
+                .map(|t| (t.transfer_id, t.direction.as_str()))
+                .collect::<Vec<_>>(),
+            [(t_out, "out"), (ins[0].0, "in"), (ins[1].0, "in")],
+            "{backend:?}: one change per pulled transfer, none for the withdrawn one"
+        );
+        // A tampered file, another transfer's file, a file without one: refused, still pending.
+        let mut forged = hub
+            .dock_file_document(&c, ins[0].0, &plain_get())
+            .await
+            .unwrap();
+        forged.document = forged.document.replace("\"13\"", "\"14\"");
+        assert!(
+            node.node_roll_apply(&pending[1], Some(&forged), Some(&hub_key))
+                .await
+                .is_err()
+        );
+        let foreign = hub
+            .dock_file_document(&c, ins[1].0, &plain_get())
+            .await
+            .unwrap();
+        assert!(
+            node.node_roll_apply(&pending[1], Some(&foreign), Some(&hub_key))
+                .await
+                .is_err()
+        );
+        assert!(
+            node.node_roll_apply(&pending[1], None, Some(&hub_key))
+                .await
+                .is_err()
+        );
+        assert_eq!(node.node_roll_pending().await.unwrap().len(), 3);
+        let apply_all = || async {
+            let mut outcomes = vec![];
+            for task in &pending {
+                let file = if task.direction == "in" {
+                    Some(
+                        hub.dock_file_document(&c, task.transfer_id, &plain_get())
+                            .await
+                            .unwrap(),
+                    )
+                } else {
+                    None
+                };
+                outcomes.push(
+                    node.node_roll_apply(task, file.as_ref(), Some(&hub_key))
+                        .await
+                        .expect("applied"),
+                );
+            }
+            outcomes
+        };
+        let first = apply_all().await;
+        assert!(first[0].starts_with("已转出"), "{first:?}");
+        assert!(first[1].contains("原有记录已转移"), "{first:?}");
+        assert!(first[2].starts_with("已转入"), "{first:?}");
+        // The same events late, the same changes again: nothing more.
+        node.node_store_events(&feed.events, feed.next_after)
+            .await
+            .unwrap();
+        assert!(node.node_roll_pending().await.unwrap().is_empty());
+        assert_eq!(
+            apply_all().await,
+            ["already applied", "already applied", "already applied"]
+        );
+        assert!(
+            node.node_roll()
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| t.state == "applied")
+        );
+        assert_eq!(
+            count(
+                &node.db,
+                "SELECT COUNT(*) FROM audit_log WHERE action IN ('node.roll_in', 'node.roll_out')"
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            xueji_app::audit::verify(&node.db).await.unwrap(),
+            xueji_app::audit::ChainCheck::Intact {
+                rows: count(&node.db, "SELECT COUNT(*) FROM audit_log").await as u64
+            }
+        );
+
+        // The roll: out — at no school of the node, 已转出, the old school keeps the ended row.
+        let moe = user(&node, "moe").await;
+        let s = node.student(&moe, &out_no).await.unwrap();
+        assert_eq!(s.summary.status, "transferred_out");
+        assert_eq!(s.school, None);
+        let last = &s.enrollments[0];
+        assert_eq!(
+            (last.school.as_str(), last.status.as_str(), last.transfer_id),
+            ("1101080001", "transferred_out", Some(t_out))
+        );
+        assert!(last.ended_at.is_some());
+        let bj_node = user(&node, "1101080001-admin").await;
+        let at_bj = node
+            .students(&bj_node, &StudentFilter::default(), all())
+            .await
+            .unwrap()
+            .items;
+        assert!(!at_bj.iter().any(|x| x.student_no == out_no));
+        // In — at the 北京 school only, in the hub's grade and class, with the whole identity.
+        let hub_moe = user(&hub, "moe").await;
+        for (t, no) in &ins {
+            let there = hub.student(&hub_moe, no).await.unwrap();
+            let here = node.student(&moe, no).await.unwrap();
+            assert_eq!(here.school.as_deref(), Some("1101080001"), "{backend:?}");
+            assert_eq!(
+                (
+                    &here.summary.name,
+                    &here.summary.grade,
+                    &here.summary.class_name,
+                    here.summary.status.as_str()
+                ),
+                (
+                    &there.summary.name,
+                    &there.summary.grade,
+                    &there.summary.class_name,
+                    "enrolled"
+                )
+            );
+            assert!(here.summary.class_name.is_some());
+            assert_eq!(here.enrollments[0].transfer_id, Some(*t));
+            assert!(at_bj.iter().any(|x| &x.student_no == no));
+            let whose =
+                format!("(SELECT student_id FROM student_numbers WHERE student_no = '{no}')");
+            assert_eq!(
+                count(
+                    &node.db,
+                    &format!(
+                        "SELECT COUNT(*) FROM enrollments WHERE ended_at IS NULL AND student_id = {whose}"
+                    )
+                )
+                .await,
+                1,
+                "exactly one school"
+            );
+            let id_sql = format!("SELECT id_number FROM students WHERE id = {whose}");
+            assert_eq!(text(&node.db, &id_sql).await, text(&hub.db, &id_sql).await);
+        }
+        // The 河南 school on the node no longer lists the first; the withdrawn one stays there.
+        let hn_node = user(&node, "4101050001-admin").await;
+        let at_hn = node
+            .students(&hn_node, &StudentFilter::default(), all())
+            .await
+            .unwrap()
+            .items;
+        assert!(!at_hn.iter().any(|x| x.student_no == ins[0].1));
+        assert!(at_hn.iter().any(|x| x.student_no == w_no));
+        dispose(&hub.db).await;
+        dispose(&node.db).await;
+    }
+}
