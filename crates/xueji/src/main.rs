@@ -78,17 +78,37 @@ enum Command {
         #[command(subcommand)]
         what: SeedWhat,
     },
-    /// Runs the benchmark scenarios and prints figures beside the bare database's own.
+    /// Runs the province-scale benchmark scenarios (docs/performance.md) and prints each figure
+    /// beside the bare database's own.
     Bench {
-        /// Students added to the demo dataset for the run.
-        #[arg(long, default_value_t = 2000)]
+        /// Students in the generated province (河南).
+        #[arg(long, default_value_t = 10_000_000)]
         students: usize,
-        /// Complete transfers to run through the HTTP API.
+        /// Schools in the province (default: one per ~667 students, 15,000 at 10 million).
+        #[arg(long, default_value_t = 0)]
+        schools: usize,
+        /// Transfers generated for the work-list scenario (default: a tenth of the students).
+        #[arg(long, default_value_t = 0)]
+        list_transfers: usize,
+        /// Complete transfers run through the HTTP API by the workflow scenario.
         #[arg(long, default_value_t = 2000)]
         transfers: usize,
-        /// Concurrent HTTP clients.
+        /// Concurrent HTTP clients of the workflow scenario.
         #[arg(long, default_value_t = 32)]
         clients: usize,
+        /// Concurrent keep-alive HTTP clients of the lookup scenario.
+        #[arg(long, default_value_t = 64)]
+        lookup_clients: usize,
+        /// Seconds each lookup measurement runs.
+        #[arg(long, default_value_t = 15)]
+        lookup_secs: u64,
+        /// Scenarios to run, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "import,lookup,lists,workflow,start"
+        )]
+        scenarios: Vec<String>,
         /// A fresh SQLite file path (default: a temporary file).
         #[arg(long, value_name = "PATH", conflicts_with = "database_url")]
         db: Option<PathBuf>,
@@ -98,6 +118,9 @@ enum Command {
         /// SQLite `synchronous=NORMAL` instead of the default FULL.
         #[arg(long)]
         normal: bool,
+        /// Keep the generated database after the run (its URL is printed).
+        #[arg(long)]
+        keep: bool,
     },
     /// 对接 exchange speed: live event delay hub → provincial node, and the drain of a backlog.
     BenchDock {
@@ -313,16 +336,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             students,
+            schools,
+            list_transfers,
             transfers,
             clients,
+            lookup_clients,
+            lookup_secs,
+            scenarios,
             db,
             database_url,
             normal,
+            keep,
         } => {
             bench::run(bench::BenchOpts {
                 students,
+                schools,
+                list_transfers,
                 transfers,
                 clients,
+                lookup_clients,
+                lookup_secs,
+                scenarios,
                 database_url: db
                     .map(|p| format!("sqlite://{}", p.display()))
                     .or(database_url),
@@ -331,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     xueji_app::db::Durability::Full
                 },
+                keep,
             })
             .await?;
         }

@@ -1,6 +1,3 @@
-//! `xueji bench`: benchmark scenarios that print figures beside the bare database's own,
-//! measured in the same run so that the ratio holds on a noisy machine.
-//!
 //! Scenario "workflow": complete transfers (apply + four reviews + pull = 6 steps) through the
 //! HTTP API with concurrent clients, against the bare rate of one UPDATE + one INSERT per
 //! transaction at the same durability on the same database.
@@ -12,125 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{NaiveDate, Utc};
 use serde_json::{Value, json};
-use xueji_app::db::Durability;
 use xueji_app::seed::{Val, insert_rows};
-use xueji_app::{App, Backend, Clock, Db, on_pool};
+use xueji_app::{App, Db, on_pool};
 use xueji_domain::ids::{Grade, IdNumber, StudentNo};
 
-pub struct BenchOpts {
-    pub students: usize,
-    pub transfers: usize,
-    pub clients: usize,
-    pub database_url: Option<String>,
-    pub durability: Durability,
-}
-
-/// Where the bench data lives: a fresh SQLite file, or a fresh database on the given
-/// PostgreSQL server (dropped afterwards).
-struct Scratch {
-    url: String,
-    pg_admin: Option<(String, String)>,
-    sqlite_path: Option<std::path::PathBuf>,
-}
-
-async fn scratch(url: Option<&str>) -> anyhow::Result<Scratch> {
-    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
-    match url {
-        Some(u) if u.starts_with("postgres") => {
-            use sqlx::Connection;
-            let name = format!("xueji_bench_{stamp}_{}", std::process::id());
-            let mut c = sqlx::PgConnection::connect(u)
-                .await
-                .context("connect to PostgreSQL")?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut c)
-                .await?;
-            let _ = c.close().await;
-            let (head, query) = u
-                .split_once('?')
-                .map(|(h, q)| (h, format!("?{q}")))
-                .unwrap_or((u, String::new()));
-            let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
-            let host_end = head[scheme_end..]
-                .find('/')
-                .map(|i| i + scheme_end)
-                .unwrap_or(head.len());
-            Ok(Scratch {
-                url: format!("{}/{name}{query}", &head[..host_end]),
-                pg_admin: Some((u.to_string(), name)),
-                sqlite_path: None,
-            })
-        }
-        Some(u) => {
-            let path = std::path::PathBuf::from(u.strip_prefix("sqlite://").unwrap_or(u));
-            if path.exists() {
-                bail!(
-                    "{} exists; the benchmark needs a fresh file",
-                    path.display()
-                );
-            }
-            Ok(Scratch {
-                url: format!("sqlite://{}", path.display()),
-                pg_admin: None,
-                sqlite_path: Some(path),
-            })
-        }
-        None => {
-            let path =
-                std::env::temp_dir().join(format!("xueji-bench-{stamp}-{}.db", std::process::id()));
-            Ok(Scratch {
-                url: format!("sqlite://{}", path.display()),
-                pg_admin: None,
-                sqlite_path: Some(path),
-            })
-        }
-    }
-}
-
-impl Scratch {
-    async fn cleanup(self) {
-        if let Some((admin, name)) = self.pg_admin {
-            use sqlx::Connection;
-            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut c)
-                .await;
-            }
-        }
-        if let Some(p) = self.sqlite_path {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-            }
-        }
-    }
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
+use super::{peak_rss_mb, percentile};
 
 /// The schools of the scenario: sending 河南 primary-grade schools, receiving schools elsewhere.
 const FROM_SCHOOLS: [&str; 2] = ["4101050001", "4101050002"];
@@ -320,39 +203,18 @@ async fn bare_rate(db: &Db, clients: usize, per_client: usize) -> anyhow::Result
     Ok(((clients * per_client) as f64 / secs, percentile(&lat, 0.99)))
 }
 
-pub async fn run(opts: BenchOpts) -> anyhow::Result<()> {
-    let scratch = scratch(opts.database_url.as_deref()).await?;
-    let result = run_in(&scratch.url, &opts).await;
-    scratch.cleanup().await;
-    result
-}
-
-async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
+/// Runs the scenario on a database that already holds the demo dataset.
+pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let db = Db::connect_with(url, opts.durability).await?;
-    db.migrate().await?;
-    let backend = db.backend();
-    let app = App::new(db.clone(), Clock::system()).await?;
-    app.seed_demo().await?;
-    let n = opts.students.max(opts.transfers);
-    let students = add_students(&app, n).await?;
-    let dur = match (backend, opts.durability) {
-        (Backend::Postgres, _) => {
-            "PostgreSQL (synchronous_commit as configured on the server)".to_string()
-        }
-        (Backend::Sqlite, Durability::Full) => "SQLite WAL, synchronous=FULL".to_string(),
-        (Backend::Sqlite, Durability::Normal) => "SQLite WAL, synchronous=NORMAL".to_string(),
-    };
-    println!("xueji bench — {dur}");
+    let students = add_students(app, transfers).await?;
     println!(
-        "dataset: demo + {n} students, prepared in {:.1}s",
+        "workflow: {transfers} students added to the demo schools in {:.1}s",
         t0.elapsed().as_secs_f64()
     );
-
     let server = xueji_web::Server::start(app.clone(), "127.0.0.1:0").await?;
     let base = server.url();
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.clients * 2)
+        .pool_max_idle_per_host(clients * 2)
         .build()?;
     let mut users = vec![];
     for s in FROM_SCHOOLS.iter().chain(TO_SCHOOLS.iter()) {
@@ -380,11 +242,11 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
     }
     let classes = Arc::new(classes);
     let work: Arc<Vec<(String, String, String)>> =
-        Arc::new(students.into_iter().take(opts.transfers).collect());
+        Arc::new(students.into_iter().take(transfers).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = vec![];
-    for _ in 0..opts.clients {
+    for _ in 0..clients {
         let (client, base, tokens, classes, work, next) = (
             client.clone(),
             base.clone(),
@@ -472,12 +334,12 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
     let transfers = work.len() - errors;
     server.stop().await?;
 
-    let per_client = (lat.len() / opts.clients).clamp(50, 2000);
-    let (bare_tps, bare_p99) = bare_rate(&db, opts.clients, per_client).await?;
+    let per_client = (lat.len() / clients).clamp(50, 2000);
+    let (bare_tps, bare_p99) = bare_rate(&db, clients, per_client).await?;
     println!();
     println!(
         "workflow (HTTP, {} clients): {transfers} complete transfers ({errors} failed) in {secs:.1}s",
-        opts.clients
+        clients
     );
     println!("  transfers/s      {:>10.1}", transfers as f64 / secs);
     println!(
@@ -492,7 +354,7 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
     );
     println!(
         "  bare tx/s        {:>10.1}   (UPDATE + INSERT per commit, {} tasks; p99 {:.2} ms)",
-        bare_tps, opts.clients, bare_p99
+        bare_tps, clients, bare_p99
     );
     println!(
         "  steps / bare     {:>10.1} %",
@@ -502,6 +364,5 @@ async fn run_in(url: &str, opts: &BenchOpts) -> anyhow::Result<()> {
         "  peak RSS (server + load generator) {:.0} MB",
         peak_rss_mb()
     );
-    db.close().await;
     Ok(())
 }
