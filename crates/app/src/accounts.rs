@@ -4,7 +4,8 @@
 //! administrator with an initial password that must be changed.
 //!
 //! Every change is written with its audit row in one transaction. Passwords, their hashes and TOTP
-//! secrets never go into the audit trail.
+//! secrets never go into the audit trail. TOTP secrets are stored encrypted under the operator's
+//! key (`secret_key`).
 
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
@@ -15,20 +16,46 @@ use xueji_domain::{Error, ErrorCode};
 use crate::audit::{self, AuditActor, AuditEvent};
 use crate::auth::{CurrentUser, Scope, hash_password, sha256_hex, verify_password};
 use crate::error::{AppError, AppResult};
+use crate::secret_key::{self, SecretKey};
 use crate::{App, on_pool, on_tx};
 
 /// Accounts unused for this long are sealed (封存) by [`App::seal_inactive_accounts`].
 pub const SEAL_AFTER: Duration = Duration::days(180);
 
-/// Which roles use the TOTP second factor (`XUEJI_TOTP_REQUIRED`).
+/// Which roles must use the TOTP second factor (`XUEJI_TOTP_REQUIRED`, `--totp-required`). An
+/// account of such a role that has not enrolled is sent to enrolment before anything else,
+/// unless it is exempt (`users.totp_exempt`: the demo accounts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpRequired {
-    /// Authority, national and the separated administrators' accounts (the default).
+    /// Authority (教育行政部门), national (教育部) and the separated administrators' accounts
+    /// (the default).
     Authority,
     /// Every account.
     All,
     /// Nobody: the second factor is switched off.
     None,
+}
+
+impl TotpRequired {
+    /// `authority`, `all` or `none`.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        match v.trim() {
+            "" | "authority" => Ok(Self::Authority),
+            "all" => Ok(Self::All),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "the TOTP setting must be authority, all or none, not {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authority => "authority",
+            Self::All => "all",
+            Self::None => "none",
+        }
+    }
 }
 
 /// The account-security settings, read from the environment at start (README: "账号安全").
@@ -89,16 +116,8 @@ impl AccountPolicy {
             p.password_max_age = Some(Duration::days(d));
         }
         if let Ok(v) = std::env::var("XUEJI_TOTP_REQUIRED") {
-            p.totp_required = match v.trim() {
-                "" | "authority" => TotpRequired::Authority,
-                "all" => TotpRequired::All,
-                "none" => TotpRequired::None,
-                other => {
-                    return Err(format!(
-                        "XUEJI_TOTP_REQUIRED must be authority, all or none, not {other:?}"
-                    ));
-                }
-            };
+            p.totp_required =
+                TotpRequired::parse(&v).map_err(|e| format!("XUEJI_TOTP_REQUIRED: {e}"))?;
         }
         Ok(p)
     }
@@ -109,8 +128,8 @@ impl AccountPolicy {
             .is_some_and(|age| changed_at + age <= now)
     }
 
-    /// Whether the role uses the second factor: it may enrol, and once enrolled its login asks
-    /// for the code.
+    /// Whether the role uses the second factor: it may enrol, must unless exempt, and once
+    /// enrolled its login asks for the code.
     pub fn totp_applies(&self, role: Role) -> bool {
         match self.totp_required {
             TotpRequired::None => false,
@@ -211,7 +230,106 @@ struct Target {
     authority_region: Option<String>,
 }
 
+/// The associated data binding an encrypted TOTP secret to its account.
+fn totp_context(user_id: i64) -> String {
+    format!("xueji totp user {user_id}")
+}
+
+fn no_key() -> Error {
+    Error::forbidden(
+        "服务器未配置密钥（XUEJI_SECRET_KEY 或 XUEJI_SECRET_KEY_FILE），暂不能绑定动态口令，请联系运维人员",
+    )
+}
+
 impl App {
+    /// Sets the operator's key for secrets at rest (the server reads it at start:
+    /// `SecretKey::from_env`).
+    pub fn set_secret_key(&self, key: SecretKey) {
+        *self.secret_key.write().expect("secret key lock") = Some(key);
+    }
+
+    pub fn has_secret_key(&self) -> bool {
+        self.secret_key.read().expect("secret key lock").is_some()
+    }
+
+    fn key(&self) -> Option<SecretKey> {
+        self.secret_key.read().expect("secret key lock").clone()
+    }
+
+    /// A TOTP secret as stored: encrypted under the key, bound to the account.
+    fn seal_totp_secret(&self, user_id: i64, secret: &str) -> AppResult<String> {
+        let key = self.key().ok_or_else(no_key)?;
+        Ok(key.seal(secret, &totp_context(user_id)))
+    }
+
+    /// The TOTP secret of a stored value. A plaintext value from before encryption is used as
+    /// it is and, when a key is set, stored encrypted from now on.
+    pub(crate) async fn open_totp_secret(&self, user_id: i64, stored: &str) -> AppResult<String> {
+        if !secret_key::is_sealed(stored) {
+            if let Some(key) = self.key() {
+                let sealed = key.seal(stored, &totp_context(user_id));
+                on_pool!(self.db.write(), p => sqlx::query(
+                    "UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3"
+                ).bind(&sealed).bind(user_id).bind(stored).execute(p).await.map(|r| r.rows_affected()))?;
+            }
+            return Ok(stored.to_string());
+        }
+        let Some(key) = self.key() else {
+            return Err(other(
+                "TOTP secrets are encrypted but no secret key is configured (XUEJI_SECRET_KEY, XUEJI_SECRET_KEY_FILE)",
+            ));
+        };
+        key.open(stored, &totp_context(user_id)).ok_or_else(|| {
+            other(format!(
+                "the TOTP secret of user {user_id} does not open with the configured key (another key?)"
+            ))
+        })
+    }
+
+    /// Encrypts every TOTP secret still stored in plaintext (from before encryption). Run at
+    /// start once the key is set; returns how many. Without a key: nothing.
+    pub async fn encrypt_plaintext_secrets(&self) -> AppResult<u64> {
+        let Some(key) = self.key() else { return Ok(0) };
+        let rows: Vec<(i64, String)> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE 'enc1:%'"
+        ).fetch_all(p).await)?;
+        let mut n = 0;
+        for (id, plain) in rows {
+            let sealed = key.seal(&plain, &totp_context(id));
+            n += on_pool!(self.db.write(), p => sqlx::query(
+                "UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3"
+            ).bind(&sealed).bind(id).bind(&plain).execute(p).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(n)
+    }
+
+    /// Whether the caller must enrol a TOTP second factor before anything else.
+    pub async fn totp_enrolment_due(&self, user: &CurrentUser) -> AppResult<bool> {
+        let (enabled, exempt): (bool, bool) = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT totp_enabled, totp_exempt FROM users WHERE id = $1"
+        ).bind(user.id).fetch_one(p).await)?;
+        Ok(self.accounts().totp_applies(user.role) && !enabled && !exempt)
+    }
+
+    /// An enrolment begun and not yet confirmed (the secret to show again), if any.
+    pub async fn totp_pending(&self, user: &CurrentUser) -> AppResult<Option<TotpEnrolment>> {
+        let (secret, enabled): (Option<String>, bool) = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT totp_secret, totp_enabled FROM users WHERE id = $1"
+        ).bind(user.id).fetch_one(p).await)?;
+        let Some(stored) = secret.filter(|_| !enabled) else {
+            return Ok(None);
+        };
+        let secret = self.open_totp_secret(user.id, &stored).await?;
+        let uri = totp_of(&secret, &user.username)
+            .ok_or_else(|| other("totp"))?
+            .to_url()
+            .map_err(other)?;
+        Ok(Some(TotpEnrolment {
+            secret,
+            otpauth_uri: uri,
+        }))
+    }
+
     /// The account-security settings in force.
     pub fn accounts(&self) -> AccountPolicy {
         self.accounts.read().expect("account policy lock").clone()
@@ -319,6 +437,9 @@ impl App {
         if self.totp_enabled(user).await? {
             return Err(Error::new(ErrorCode::Conflict, "已绑定动态口令").into());
         }
+        if !self.has_secret_key() {
+            return Err(no_key().into());
+        }
         let mut bytes = [0u8; 20];
         rand::rng().fill_bytes(&mut bytes);
         let secret = totp_rs::Secret::from(bytes.to_vec()).to_base32();
@@ -326,9 +447,10 @@ impl App {
             .ok_or_else(|| other("totp"))?
             .to_url()
             .map_err(other)?;
+        let stored = self.seal_totp_secret(user.id, &secret)?;
         on_pool!(self.db.write(), p => sqlx::query(
             "UPDATE users SET totp_secret = $1, totp_enabled = FALSE WHERE id = $2"
-        ).bind(&secret).bind(user.id).execute(p).await.map(|r| r.rows_affected()))?;
+        ).bind(&stored).bind(user.id).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(TotpEnrolment {
             secret,
             otpauth_uri: uri,
@@ -344,9 +466,10 @@ impl App {
         if enabled {
             return Err(Error::new(ErrorCode::Conflict, "已绑定动态口令").into());
         }
-        let Some(secret) = secret else {
+        let Some(stored) = secret else {
             return Err(Error::validation("code", "请先生成动态口令密钥").into());
         };
+        let secret = self.open_totp_secret(user.id, &stored).await?;
         let Some(step) = totp_check(&secret, &user.username, code, now) else {
             return Err(Error::validation("code", "验证码不正确，请核对手机时间后重试").into());
         };
@@ -516,31 +639,8 @@ impl App {
         if display_name.is_empty() || display_name.chars().count() > 64 {
             return Err(Error::validation("display_name", "请填写姓名（不超过64个字符）").into());
         }
-        let role = Role::parse(a.role.trim())
-            .filter(|r| !r.is_separated_admin())
-            .ok_or_else(|| Error::validation("role", "角色无效"))?;
-        let code = a.org_code.as_deref().map(str::trim).unwrap_or_default();
-        let (school_id, authority_region): (Option<i64>, Option<String>) = match role {
-            Role::SchoolAdmin | Role::SchoolReviewer => {
-                let id: Option<i64> = on_pool!(self.db.read(), p => sqlx::query_scalar(
-                    "SELECT id FROM schools WHERE code = $1"
-                ).bind(code).fetch_optional(p).await)?;
-                (
-                    Some(id.ok_or_else(|| Error::validation("org_code", "未找到该学校"))?),
-                    None,
-                )
-            }
-            Role::AuthorityAdmin => {
-                let n: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM authorities WHERE region_code = $1"
-                ).bind(code).fetch_one(p).await)?;
-                if n == 0 {
-                    return Err(Error::validation("org_code", "未找到该学籍主管部门").into());
-                }
-                (None, Some(code.to_string()))
-            }
-            _ => (None, None),
-        };
+        let (role, school_id, authority_region) =
+            self.role_and_org(&a.role, a.org_code.as_deref()).await?;
         password::check(&username, &a.initial_password).map_err(|e| Error {
             field: Some("initial_password"),
             ..e

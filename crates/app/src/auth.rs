@@ -211,16 +211,26 @@ struct UserRow {
     totp_enabled: bool,
     totp_secret: Option<String>,
     totp_last_step: Option<i64>,
+    totp_exempt: bool,
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 const USER_SELECT: &str = "SELECT u.id, u.username, u.password_hash, u.display_name, u.role, u.school_id, \
     s.code AS school_code, s.name AS school_name, s.region_code AS school_region, u.authority_region, \
     a.name AS authority_name, u.locked_until, u.must_change_password, u.created_at, \
-    u.password_changed_at, u.sealed_at, u.totp_enabled, u.totp_secret, u.totp_last_step \
+    u.password_changed_at, u.sealed_at, u.totp_enabled, u.totp_secret, u.totp_last_step, \
+    u.totp_exempt, u.disabled_at \
     FROM users u LEFT JOIN schools s ON s.id = u.school_id \
     LEFT JOIN authorities a ON a.region_code = u.authority_region";
 
 impl UserRow {
+    /// Whether the account must enrol a TOTP second factor before anything else: its role uses
+    /// one under the policy in force, it has none yet, and it is not exempt.
+    fn must_enrol_totp(&self, policy: &AccountPolicy) -> bool {
+        let role = Role::parse(&self.role).unwrap_or(Role::SchoolAdmin);
+        policy.totp_applies(role) && !self.totp_enabled && !self.totp_exempt
+    }
+
     /// The user as a request sees them; an expired password (rotation on) forces a change as an
     /// initial one does.
     fn into_current(self, policy: &AccountPolicy, now: DateTime<Utc>) -> CurrentUser {
@@ -259,6 +269,16 @@ pub struct LoginOk {
     pub token: String,
     pub csrf_token: String,
     pub user: CurrentUser,
+    /// The account must enrol a TOTP second factor before anything but `auth/*`.
+    pub must_enrol_totp: bool,
+}
+
+/// A live session: its user, its CSRF token, and whether the user must enrol a second factor
+/// first (the web layer's gate sends them to enrolment).
+pub struct Session {
+    pub user: CurrentUser,
+    pub csrf: String,
+    pub must_enrol_totp: bool,
 }
 
 impl App {
@@ -349,6 +369,13 @@ impl App {
             )
             .into());
         }
+        if row.disabled_at.is_some() {
+            return Err(Error::new(
+                ErrorCode::AccountDisabled,
+                "账号已被系统管理员停用，请联系系统管理员",
+            )
+            .into());
+        }
         let role = Role::parse(&row.role).unwrap_or(Role::SchoolAdmin);
         let mut totp_step = None;
         if row.totp_enabled && policy.totp_applies(role) {
@@ -360,8 +387,11 @@ impl App {
                 .at("totp")
                 .into());
             };
-            let step = row
-                .totp_secret
+            let secret = match row.totp_secret.as_deref() {
+                Some(stored) => Some(self.open_totp_secret(row.id, stored).await?),
+                None => None,
+            };
+            let step = secret
                 .as_deref()
                 .and_then(|secret| crate::accounts::totp_check(secret, &row.username, code, now))
                 // A code is accepted once (RFC 6238 §5.2): a replayed step is refused.
@@ -378,6 +408,7 @@ impl App {
         }
         let token = random_secret();
         let csrf_token = random_secret();
+        let must_enrol_totp = row.must_enrol_totp(&policy);
         let user = row.into_current(&policy, now);
         let mut tx = self.db.begin().await?;
         on_tx!(&mut tx, c => {
@@ -412,6 +443,7 @@ impl App {
             token,
             csrf_token,
             user,
+            must_enrol_totp,
         })
     }
 
@@ -427,6 +459,12 @@ impl App {
         token: &str,
         kind: SessionKind,
     ) -> AppResult<Option<(CurrentUser, String)>> {
+        Ok(self.session(token, kind).await?.map(|s| (s.user, s.csrf)))
+    }
+
+    /// [`App::authenticate`] with what the gate needs to know besides the user. A sealed or
+    /// disabled account has no live session.
+    pub async fn session(&self, token: &str, kind: SessionKind) -> AppResult<Option<Session>> {
         if token.len() != 64 {
             return Ok(None);
         }
@@ -458,9 +496,15 @@ impl App {
             on_pool!(self.db.write(), p => sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
                 .bind(now).bind(&hash).execute(p).await.map(|r| r.rows_affected()))?;
         }
-        let sql = format!("{USER_SELECT} WHERE u.id = $1 AND u.sealed_at IS NULL");
+        let sql = format!(
+            "{USER_SELECT} WHERE u.id = $1 AND u.sealed_at IS NULL AND u.disabled_at IS NULL"
+        );
         let row: Option<UserRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(s.user_id).fetch_optional(p).await)?;
-        Ok(row.map(|r| (r.into_current(&policy, now), s.csrf_token)))
+        Ok(row.map(|r| Session {
+            must_enrol_totp: r.must_enrol_totp(&policy),
+            user: r.into_current(&policy, now),
+            csrf: s.csrf_token,
+        }))
     }
 
     pub async fn user_by_id(&self, id: i64) -> AppResult<Option<CurrentUser>> {

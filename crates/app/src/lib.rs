@@ -2,6 +2,7 @@
 //! domain transition, and writes the change, its audit row and its notifications in one
 //! transaction.
 
+pub mod account_admin;
 pub mod accounts;
 pub mod archive;
 pub mod audit;
@@ -28,6 +29,7 @@ pub mod promotion;
 pub mod reference;
 pub mod registration;
 pub mod sanctions;
+pub mod secret_key;
 pub mod seed;
 pub mod statistics;
 pub mod students;
@@ -50,6 +52,8 @@ pub struct App {
     calendar: Arc<RwLock<Arc<WorkCalendar>>>,
     /// Account-security settings (`accounts::AccountPolicy`), shared by every clone.
     accounts: Arc<RwLock<accounts::AccountPolicy>>,
+    /// The operator's key for secrets at rest (`secret_key`); `None` until set.
+    secret_key: Arc<RwLock<Option<secret_key::SecretKey>>>,
 }
 
 impl App {
@@ -63,6 +67,7 @@ impl App {
             accounts: Arc::new(RwLock::new(
                 accounts::AccountPolicy::from_env().map_err(AppError::Other)?,
             )),
+            secret_key: Arc::new(RwLock::new(None)),
         };
         app.reload_calendar().await?;
         auth::warm_up();

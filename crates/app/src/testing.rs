@@ -175,7 +175,10 @@ pub async fn demo_app_with_clock(backend: Backend, clock: Clock) -> App {
         }
     };
     db.migrate().await.expect("migrate");
-    App::new(db, clock).await.expect("app")
+    let app = App::new(db, clock).await.expect("app");
+    // The operator's key for TOTP secrets at rest (the server reads it at start).
+    app.set_secret_key(crate::secret_key::SecretKey::random());
+    app
 }
 
 /// Closes a test's database and, on PostgreSQL, drops it (SQLite files live in the temp dir).

@@ -40,6 +40,11 @@ pub enum ErrorCode {
     PasswordChangeRequired,
     /// 封存: unused for six months; an administrator above must unseal it.
     AccountSealed,
+    /// The account's role must use the TOTP second factor and it has not enrolled yet: only
+    /// `auth/*` (enrolment among them) until it does.
+    TotpEnrolmentRequired,
+    /// 停用: disabled by the system administrator.
+    AccountDisabled,
     /// 对接: the step belongs to a docked province and is taken by its own system through the
     /// docking interface, not by people in the national UI or API.
     DockedParty,
@@ -72,6 +77,8 @@ impl ErrorCode {
             Self::TotpRequired => "totp_required",
             Self::PasswordChangeRequired => "password_change_required",
             Self::AccountSealed => "account_sealed",
+            Self::TotpEnrolmentRequired => "totp_enrolment_required",
+            Self::AccountDisabled => "account_disabled",
             Self::DockedParty => "docked_party",
             Self::Internal => "internal",
         }
@@ -85,6 +92,8 @@ impl ErrorCode {
             | Self::NotYourTurn
             | Self::PasswordChangeRequired
             | Self::AccountSealed
+            | Self::TotpEnrolmentRequired
+            | Self::AccountDisabled
             | Self::DockedParty => 403,
             Self::NotFound => 404,
             Self::TransferInProgress
@@ -132,6 +141,8 @@ impl ErrorCode {
             Self::TotpRequired => "请输入动态验证码",
             Self::PasswordChangeRequired => "请先修改密码",
             Self::AccountSealed => "账号已封存",
+            Self::TotpEnrolmentRequired => "请先绑定动态口令",
+            Self::AccountDisabled => "账号已停用",
             Self::DockedParty => "由对接省份的学籍系统办理",
             Self::Internal => "系统内部错误",
         }

@@ -23,11 +23,16 @@ impl FromRequestParts<AppState> for ApiUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             bearer_token(&parts.headers).ok_or(ApiError::from(ErrorCode::Unauthenticated))?;
-        match state.app.authenticate(token, SessionKind::Api).await? {
-            Some((user, _)) => match crate::gate::api_refusal(&user, parts.uri.path()) {
-                None => Ok(ApiUser(user)),
-                Some(e) => Err(e.into()),
-            },
+        match state.app.session(token, SessionKind::Api).await? {
+            Some(s) => {
+                let standing = crate::gate::Standing {
+                    must_enrol_totp: s.must_enrol_totp,
+                };
+                match crate::gate::api_refusal(&s.user, standing, parts.uri.path()) {
+                    None => Ok(ApiUser(s.user)),
+                    Some(e) => Err(e.into()),
+                }
+            }
             None => Err(ErrorCode::Unauthenticated.into()),
         }
     }
@@ -57,6 +62,8 @@ pub struct WebUser {
     pub user: CurrentUser,
     pub csrf: String,
     pub token: String,
+    /// The user must enrol a TOTP second factor (they are on the enrolment page).
+    pub must_enrol_totp: bool,
 }
 
 /// A page request without a valid session: redirect to the login page.
@@ -79,9 +86,22 @@ impl FromRequestParts<AppState> for WebUser {
         let Some(token) = cookie(parts, SESSION_COOKIE).map(str::to_string) else {
             return Err(LoginRedirect.into_response());
         };
-        match state.app.authenticate(&token, SessionKind::Web).await {
-            Ok(Some((user, csrf))) => match crate::gate::page_gate(&user, parts.uri.path()) {
-                crate::gate::PageGate::Pass => Ok(WebUser { user, csrf, token }),
+        match state.app.session(&token, SessionKind::Web).await {
+            Ok(Some(xueji_app::auth::Session {
+                user,
+                csrf,
+                must_enrol_totp,
+            })) => match crate::gate::page_gate(
+                &user,
+                crate::gate::Standing { must_enrol_totp },
+                parts.uri.path(),
+            ) {
+                crate::gate::PageGate::Pass => Ok(WebUser {
+                    user,
+                    csrf,
+                    token,
+                    must_enrol_totp,
+                }),
                 crate::gate::PageGate::Redirect(to) => {
                     Err(axum::response::Redirect::to(to).into_response())
                 }

@@ -53,6 +53,8 @@ enum Command {
             env = "XUEJI_ADDR"
         )]
         addr: String,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Serves an existing database.
     Serve {
@@ -67,6 +69,8 @@ enum Command {
         addr: String,
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Creates or upgrades the schema (idempotent).
     Migrate {
@@ -234,6 +238,53 @@ struct NodeArgs {
     hub_key: Option<String>,
 }
 
+/// Account security of a serving instance (README, 账号安全).
+#[derive(Args, Clone)]
+struct AccountArgs {
+    /// Who must use the TOTP second factor: `authority` (authority, national and the separated
+    /// administrators' accounts; the default), `all`, or `none`.
+    #[arg(long, value_name = "WHO", env = "XUEJI_TOTP_REQUIRED")]
+    totp_required: Option<String>,
+}
+
+/// Applies the account settings and the operator's secret key (`XUEJI_SECRET_KEY`,
+/// `XUEJI_SECRET_KEY_FILE`, or a key file beside the SQLite database, created when absent), then
+/// encrypts any TOTP secret still stored in plaintext.
+async fn secure(app: &App, url: &str, args: &AccountArgs) -> anyhow::Result<()> {
+    if let Some(v) = &args.totp_required {
+        let mut p = app.accounts();
+        p.totp_required = xueji_app::accounts::TotpRequired::parse(v)
+            .map_err(|e| anyhow::anyhow!("--totp-required: {e}"))?;
+        app.set_accounts(p);
+    }
+    use xueji_app::secret_key::{KeySource, SecretKey};
+    match SecretKey::from_env(url).map_err(|e| anyhow::anyhow!(e))? {
+        Some((key, source)) => {
+            match source {
+                KeySource::Generated(path) => tracing::warn!(
+                    path = %path.display(),
+                    "generated a new secret key for TOTP secrets at rest (mode 0600); back it up \
+                     apart from the database: without it enrolled second factors cannot be checked"
+                ),
+                KeySource::File(path) => {
+                    tracing::info!(path = %path.display(), "secret key read from file")
+                }
+                KeySource::Env => tracing::info!("secret key read from XUEJI_SECRET_KEY"),
+            }
+            app.set_secret_key(key);
+            let n = app.encrypt_plaintext_secrets().await?;
+            if n > 0 {
+                tracing::info!(count = n, "encrypted TOTP secrets stored in plaintext");
+            }
+        }
+        None => tracing::warn!(
+            "no secret key: set XUEJI_SECRET_KEY or XUEJI_SECRET_KEY_FILE (one key shared by every \
+             server of this database); TOTP enrolment is refused until then"
+        ),
+    }
+    Ok(())
+}
+
 async fn open(url: &str) -> anyhow::Result<App> {
     let db = Db::connect(url).await?;
     db.migrate().await?;
@@ -265,10 +316,12 @@ fn print_demo_banner(url: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { db, addr } => {
+        Command::Demo { db, addr, accounts } => {
             let signals = stop_signals();
             let started = Instant::now();
-            let app = open(&format!("sqlite://{}", db.display())).await?;
+            let url = format!("sqlite://{}", db.display());
+            let app = open(&url).await?;
+            secure(&app, &url, &accounts).await?;
             let summary = app.seed_demo().await?;
             tokio::spawn(deadline_loop(app.clone()));
             let server = xueji_web::Server::start(app, &addr).await?;
@@ -285,9 +338,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal(signals).await;
             server.stop().await?;
         }
-        Command::Serve { db, addr, node } => {
+        Command::Serve {
+            db,
+            addr,
+            node,
+            accounts,
+        } => {
             let signals = stop_signals();
-            let app = open(&db.url(DEFAULT_DB)).await?;
+            let url = db.url(DEFAULT_DB);
+            let app = open(&url).await?;
+            secure(&app, &url, &accounts).await?;
             tokio::spawn(deadline_loop(app.clone()));
             if node.mode != "province" {
                 tokio::spawn(node::alert_loop(app.clone()));

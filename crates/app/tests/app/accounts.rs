@@ -684,3 +684,458 @@ async fn a_locked_unknown_account_reads_like_a_locked_known_one() {
         dispose(&app.db).await;
     }
 }
+
+/// A new account made by the system administrator, its initial password already changed to
+/// `Mine#Pass2026`; returns the signed-in answer.
+async fn fresh_account(app: &App, name: &str, role: &str, org: Option<&str>) -> LoginOk {
+    let sys = user(app, "sysadmin").await;
+    app.create_account(
+        &sys,
+        NewAccount {
+            username: name.into(),
+            display_name: "新用户".into(),
+            role: role.into(),
+            org_code: org.map(str::to_string),
+            initial_password: "Init#Pass2026".into(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let ok = login(app, name, "Init#Pass2026").await.expect("login");
+    app.change_password(&ok.user, "Init#Pass2026", "Mine#Pass2026", None)
+        .await
+        .expect("change");
+    login(app, name, "Mine#Pass2026").await.expect("login")
+}
+
+/// Whether the session of `token` must enrol a second factor first.
+async fn due(app: &App, token: &str) -> bool {
+    app.session(token, SessionKind::Api)
+        .await
+        .expect("session")
+        .expect("live")
+        .must_enrol_totp
+}
+
+#[tokio::test]
+async fn authority_and_national_accounts_must_enrol_totp_unless_exempt() {
+    for b in backends() {
+        let app = demo_app(b).await;
+        let now = test_clock().now();
+        // The demo accounts keep API.md's password-only login: exempt.
+        for name in ["moe", "edu410105", "sysadmin", "4101050001-admin"] {
+            let ok = login(&app, name, DEMO_PASSWORD).await.expect("demo login");
+            assert!(!ok.must_enrol_totp, "{b:?}: {name} is exempt");
+        }
+        let exempt = count(
+            &app.db,
+            "SELECT COUNT(*) FROM users WHERE totp_exempt = TRUE",
+        )
+        .await;
+        assert_eq!(
+            exempt,
+            count(&app.db, "SELECT COUNT(*) FROM users").await,
+            "{b:?}: every demo account"
+        );
+        // New authority and national accounts must enrol; school accounts need not.
+        let county = fresh_account(&app, "county-op", "authority_admin", Some("410105")).await;
+        assert!(county.must_enrol_totp, "{b:?}");
+        assert!(due(&app, &county.token).await);
+        let national = fresh_account(&app, "moe-op", "national_admin", None).await;
+        assert!(national.must_enrol_totp, "{b:?}");
+        let school = fresh_account(&app, "school-op", "school_admin", Some("4101050001")).await;
+        assert!(!school.must_enrol_totp, "{b:?}");
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT COUNT(*) FROM users WHERE totp_exempt = TRUE AND username LIKE '%-op'"
+            )
+            .await,
+            0,
+            "{b:?}: created accounts are never exempt"
+        );
+        // Enrolment lifts the requirement; from then on the login asks for the code.
+        let e = app.totp_begin(&county.user).await.expect("begin");
+        assert!(due(&app, &county.token).await, "{b:?}: not before the code");
+        let pending = app.totp_pending(&county.user).await.expect("pending");
+        assert_eq!(
+            pending.map(|p| p.secret),
+            Some(e.secret.clone()),
+            "the enrolment page shows the same key again"
+        );
+        let code = totp_code(&e.secret, "county-op", now).expect("code");
+        app.totp_confirm(&county.user, &code)
+            .await
+            .expect("confirm");
+        assert!(!due(&app, &county.token).await, "{b:?}: enrolled");
+        assert_eq!(
+            refused(login(&app, "county-op", "Mine#Pass2026").await),
+            ErrorCode::TotpRequired
+        );
+        let later = now + Duration::seconds(60);
+        app.clock.set(later);
+        let code = totp_code(&e.secret, "county-op", later).expect("code");
+        let ok = app
+            .login_with_totp(
+                "county-op",
+                "Mine#Pass2026",
+                Some(&code),
+                IP,
+                SessionKind::Api,
+            )
+            .await
+            .expect("password and code");
+        assert!(!ok.must_enrol_totp);
+        // The operator decides: `none` lifts the requirement, `all` extends it to schools.
+        app.set_accounts(AccountPolicy {
+            totp_required: TotpRequired::None,
+            ..AccountPolicy::default()
+        });
+        assert!(!due(&app, &national.token).await, "{b:?}: none");
+        app.set_accounts(AccountPolicy {
+            totp_required: TotpRequired::All,
+            ..AccountPolicy::default()
+        });
+        assert!(due(&app, &school.token).await, "{b:?}: all");
+        assert!(
+            !due(&app, &user_token(&app, "4101050001-admin").await).await,
+            "{b:?}: the demo's school accounts stay exempt"
+        );
+        dispose(&app.db).await;
+    }
+}
+
+async fn user_token(app: &App, name: &str) -> String {
+    login(app, name, DEMO_PASSWORD).await.expect("login").token
+}
+
+#[tokio::test]
+async fn totp_secrets_are_encrypted_at_rest_and_plaintext_ones_migrate() {
+    for b in backends() {
+        let app = demo_app(b).await;
+        let now = test_clock().now();
+        let u = user(&app, "edu410105").await;
+        let e = app.totp_begin(&u).await.expect("begin");
+        let stored: String = xueji_app::on_pool!(app.db.read(), p => sqlx::query_scalar(
+            "SELECT totp_secret FROM users WHERE username = 'edu410105'"
+        ).fetch_one(p).await)
+        .unwrap();
+        assert!(stored.starts_with("enc1:"), "{b:?}: {stored}");
+        assert!(
+            !stored.contains(&e.secret),
+            "{b:?}: the key is not in the row"
+        );
+        app.totp_confirm(&u, &totp_code(&e.secret, "edu410105", now).unwrap())
+            .await
+            .expect("confirm");
+        // A secret stored before encryption (plaintext) keeps working and is encrypted when used.
+        let plain = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE users SET totp_secret = '{plain}', totp_enabled = TRUE WHERE username IN ('edu410100', 'edu410000')"
+            ),
+        )
+        .await
+        .unwrap();
+        let later = now + Duration::seconds(60);
+        app.clock.set(later);
+        let code = |name: &str| totp_code(plain, name, later).unwrap();
+        app.login_with_totp(
+            "edu410100",
+            DEMO_PASSWORD,
+            Some(&code("edu410100")),
+            IP,
+            SessionKind::Api,
+        )
+        .await
+        .expect("a plaintext secret still signs in");
+        let plaintext_left = "SELECT COUNT(*) FROM users WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE 'enc1:%'";
+        assert_eq!(
+            count(&app.db, plaintext_left).await,
+            1,
+            "{b:?}: encrypted on use"
+        );
+        // The start-up pass encrypts the rest.
+        assert_eq!(app.encrypt_plaintext_secrets().await.expect("pass"), 1);
+        assert_eq!(count(&app.db, plaintext_left).await, 0, "{b:?}");
+        app.login_with_totp(
+            "edu410000",
+            DEMO_PASSWORD,
+            Some(&code("edu410000")),
+            IP,
+            SessionKind::Api,
+        )
+        .await
+        .expect("still signs in after the pass");
+        // Without the key (or with another one) the second factor cannot be checked: a server
+        // fault, never a sign-in.
+        let keyless = App::new(app.db.clone(), app.clock.clone())
+            .await
+            .expect("app");
+        let later = later + Duration::seconds(60);
+        app.clock.set(later);
+        let code = totp_code(&e.secret, "edu410105", later).unwrap();
+        let r = keyless
+            .login_with_totp(
+                "edu410105",
+                DEMO_PASSWORD,
+                Some(&code),
+                IP,
+                SessionKind::Api,
+            )
+            .await;
+        assert_eq!(refused(r), ErrorCode::Internal, "{b:?}: no key");
+        let moe = user(&keyless, "moe").await;
+        assert_eq!(
+            refused(keyless.totp_begin(&moe).await),
+            ErrorCode::Forbidden,
+            "{b:?}: no enrolment without a key"
+        );
+        keyless.set_secret_key(xueji_app::secret_key::SecretKey::random());
+        let r = keyless
+            .login_with_totp(
+                "edu410105",
+                DEMO_PASSWORD,
+                Some(&code),
+                IP,
+                SessionKind::Api,
+            )
+            .await;
+        assert_eq!(refused(r), ErrorCode::Internal, "{b:?}: another key");
+        app.login_with_totp(
+            "edu410105",
+            DEMO_PASSWORD,
+            Some(&code),
+            IP,
+            SessionKind::Api,
+        )
+        .await
+        .expect("the right key");
+        dispose(&app.db).await;
+    }
+}
+
+#[tokio::test]
+async fn the_system_administrator_administers_accounts_within_the_separation() {
+    use xueji_app::account_admin::{AccountFilter, RoleChange};
+    for b in backends() {
+        let app = demo_app(b).await;
+        let sys = user(&app, "sysadmin").await;
+        let page = |per_page| xueji_app::paging::Page { page: 1, per_page };
+        // The list: filters by role, region subtree and school, paged with the total.
+        let f = AccountFilter {
+            role: Some("school_admin".into()),
+            region: Some("410105".into()),
+            ..Default::default()
+        };
+        let list = app.list_accounts(&sys, &f, page(2)).await.expect("list");
+        assert_eq!(list.items.len(), 2, "{b:?}");
+        assert!(list.total >= 2, "{b:?}: {}", list.total);
+        assert!(list.items.iter().all(|a| {
+            a.role == "school_admin"
+                && a.region_code
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("410105"))
+        }));
+        let henan = AccountFilter {
+            region: Some("410000".into()),
+            ..Default::default()
+        };
+        let all_henan = app.list_accounts(&sys, &henan, all()).await.expect("list");
+        assert!(
+            all_henan.items.iter().any(|a| a.username == "edu410105")
+                && all_henan
+                    .items
+                    .iter()
+                    .any(|a| a.username == "4101050001-reviewer")
+                && !all_henan.items.iter().any(|a| a.username == "edu440106"),
+            "{b:?}: the region's authorities and schools"
+        );
+        let one_school = AccountFilter {
+            school: Some("4101050001".into()),
+            ..Default::default()
+        };
+        let names: Vec<String> = app
+            .list_accounts(&sys, &one_school, all())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|a| a.username)
+            .collect();
+        assert_eq!(names, ["4101050001-admin", "4101050001-reviewer"], "{b:?}");
+        let bad = AccountFilter {
+            region: Some("41".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(app.list_accounts(&sys, &bad, all()).await),
+            ErrorCode::ValidationFailed
+        );
+        // Only the system administrator; never the separated administrators' accounts.
+        for other in ["moe", "secadmin", "auditor", "edu410000"] {
+            let o = user(&app, other).await;
+            assert_eq!(
+                refused(app.list_accounts(&o, &f, all()).await),
+                ErrorCode::Forbidden,
+                "{other}"
+            );
+            assert_eq!(
+                refused(app.disable_account(&o, "4101050001-admin").await),
+                ErrorCode::Forbidden,
+                "{other}"
+            );
+        }
+        for target in ["secadmin", "auditor", "sysadmin"] {
+            assert_eq!(
+                refused(app.reset_account_password(&sys, target, None).await),
+                ErrorCode::Forbidden,
+                "{b:?}: {target}"
+            );
+        }
+        assert_eq!(
+            refused(app.disable_account(&sys, "nosuch").await),
+            ErrorCode::NotFound
+        );
+
+        // 停用: no more sign-in, sessions end; 启用: back.
+        let target = "4101050001-reviewer";
+        let before = user_token(&app, target).await;
+        let a = app.disable_account(&sys, target).await.expect("disable");
+        assert!(a.disabled);
+        assert_eq!(
+            refused(app.disable_account(&sys, target).await),
+            ErrorCode::Conflict
+        );
+        assert!(
+            app.authenticate(&before, SessionKind::Api)
+                .await
+                .unwrap()
+                .is_none(),
+            "{b:?}: its sessions ended"
+        );
+        assert_eq!(
+            refused(login(&app, target, DEMO_PASSWORD).await),
+            ErrorCode::AccountDisabled
+        );
+        // A wrong password still reads as a wrong password (nothing revealed).
+        assert_eq!(
+            refused(login(&app, target, "wrong").await),
+            ErrorCode::Unauthenticated
+        );
+        assert!(
+            !app.enable_account(&sys, target)
+                .await
+                .expect("enable")
+                .disabled
+        );
+        login(&app, target, DEMO_PASSWORD).await.expect("enabled");
+
+        // 重置密码: a generated initial password that must be changed; the old one is gone.
+        let before = user_token(&app, target).await;
+        let r = app
+            .reset_account_password(&sys, target, None)
+            .await
+            .expect("reset");
+        assert_eq!(r.username, target);
+        assert!(
+            app.authenticate(&before, SessionKind::Api)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            refused(login(&app, target, DEMO_PASSWORD).await),
+            ErrorCode::Unauthenticated
+        );
+        let ok = login(&app, target, &r.initial_password)
+            .await
+            .expect("new initial");
+        assert!(ok.user.must_change_password, "{b:?}");
+        assert_eq!(
+            refused(
+                app.change_password(&ok.user, &r.initial_password, DEMO_PASSWORD, None)
+                    .await
+            ),
+            ErrorCode::WeakPassword,
+            "{b:?}: the password before the reset is in the history"
+        );
+        assert_eq!(
+            refused(
+                app.reset_account_password(&sys, target, Some("short"))
+                    .await
+            ),
+            ErrorCode::WeakPassword
+        );
+        app.reset_account_password(&sys, target, Some("Given#Pass2026"))
+            .await
+            .expect("a chosen initial password");
+        login(&app, target, "Given#Pass2026").await.expect("login");
+
+        // 修改角色: within the business roles, with a matching organisation.
+        let change = |role: &str, org: Option<&str>| RoleChange {
+            role: role.into(),
+            org_code: org.map(str::to_string),
+        };
+        for (role, org, field) in [
+            ("security_admin", None, "role"),
+            ("nonsense", None, "role"),
+            ("authority_admin", Some("999999"), "org_code"),
+            ("school_admin", Some("0000000000"), "org_code"),
+        ] {
+            let e = app
+                .change_account_role(&sys, target, &change(role, org))
+                .await
+                .expect_err(role);
+            assert_eq!(
+                (e.code(), e.to_domain().field),
+                (ErrorCode::ValidationFailed, Some(field)),
+                "{b:?}: {role}"
+            );
+        }
+        let before = login(&app, target, "Given#Pass2026")
+            .await
+            .expect("login")
+            .token;
+        let a = app
+            .change_account_role(&sys, target, &change("authority_admin", Some("410105")))
+            .await
+            .expect("to the county");
+        assert_eq!(
+            (a.role.as_str(), a.org_code.as_deref()),
+            ("authority_admin", Some("410105"))
+        );
+        assert!(
+            app.authenticate(&before, SessionKind::Api)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let a = app
+            .change_account_role(&sys, target, &change("school_reviewer", Some("4101050002")))
+            .await
+            .expect("to another school");
+        assert_eq!(a.org_code.as_deref(), Some("4101050002"));
+
+        // Each action is in the audit trail, with the administrator as actor and no password.
+        let actions = count(
+            &app.db,
+            "SELECT COUNT(*) FROM audit_log WHERE actor_name = 'sysadmin' AND action IN \
+             ('account_disable', 'account_enable', 'account_password_reset', 'account_role_change')",
+        )
+        .await;
+        assert_eq!(actions, 6, "{b:?}");
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT COUNT(*) FROM audit_log WHERE after_json LIKE '%Given#Pass2026%' \
+                 OR after_json LIKE '%$argon2%'"
+            )
+            .await,
+            0,
+            "{b:?}: no password in the trail"
+        );
+        dispose(&app.db).await;
+    }
+}

@@ -1,13 +1,15 @@
 //! Account security over the API: password change, logout everywhere, TOTP enrolment, accounts
-//! created by the system administrator, unsealing, the audit trail (audit administrator only) and
-//! the security settings (security administrator).
+//! created and administered by the system administrator (list, disable/enable, password reset,
+//! role and jurisdiction), unsealing, the audit trail (audit administrator only) and the security
+//! settings (security administrator).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use xueji_app::accounts::{AccountInfo, NewAccount, TotpEnrolment, TotpRequired};
+use xueji_app::account_admin::{AccountFilter, AccountRow, PasswordReset, RoleChange};
+use xueji_app::accounts::{AccountInfo, NewAccount, TotpEnrolment};
 use xueji_app::audit_trail::{AuditEntry, AuditFilter};
 use xueji_app::paging::{Page, PageQuery};
 use xueji_domain::Error;
@@ -111,6 +113,114 @@ pub async fn create(
     ))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AccountQuery {
+    /// A role: `school_admin`, `school_reviewer`, `authority_admin`, `national_admin`,
+    /// `system_admin`, `security_admin` or `audit_admin`.
+    pub role: Option<String>,
+    /// A region code: the accounts of the schools and authorities in its subtree.
+    pub region: Option<String>,
+    /// A school's 学校标识码.
+    pub school: Option<String>,
+    /// Part of the user name or display name.
+    pub q: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// The accounts, by user name (账号管理; system administrator only).
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    params(AccountQuery),
+    responses((status = 200, body = Vec<AccountRow>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiQuery(q): ApiQuery<AccountQuery>,
+) -> ApiResult<Response> {
+    let page = Page::from_query(PageQuery {
+        page: q.page,
+        per_page: q.per_page,
+    })?;
+    let f = AccountFilter {
+        role: q.role,
+        region: q.region,
+        school: q.school,
+        q: q.q,
+    };
+    Ok(paged(s.app.list_accounts(&u, &f, page).await?))
+}
+
+/// Disables (停用) an account: it can no longer sign in and its sessions end (system
+/// administrator only; never a separated administrator's account).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/disable", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = AccountRow), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn disable(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<Json<AccountRow>> {
+    Ok(Json(s.app.disable_account(&u, &username).await?))
+}
+
+/// Enables (启用) a disabled account (system administrator only).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/enable", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = AccountRow), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn enable(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<Json<AccountRow>> {
+    Ok(Json(s.app.enable_account(&u, &username).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetBody {
+    /// The new initial password (must meet the policy); omitted: one is generated.
+    #[serde(default)]
+    pub initial_password: Option<String>,
+}
+
+/// Resets (重置) an account's password to a new initial password, answered once; the user must
+/// change it at the next login (`password_change_required` until then). The account's sessions
+/// end (system administrator only).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/password-reset", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = PasswordResetBody,
+    responses((status = 200, body = PasswordReset), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn password_reset(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(b): ApiJson<PasswordResetBody>,
+) -> ApiResult<Json<PasswordReset>> {
+    Ok(Json(
+        s.app
+            .reset_account_password(&u, &username, b.initial_password.as_deref())
+            .await?,
+    ))
+}
+
+/// Changes an account's role and jurisdiction within the business roles: a school (school
+/// roles), an authority (authority role) or the nation (national role). The account's sessions
+/// end (system administrator only).
+#[utoipa::path(put, path = "/api/v1/accounts/{username}/role", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = RoleChange,
+    responses((status = 200, body = AccountRow), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn change_role(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(b): ApiJson<RoleChange>,
+) -> ApiResult<Json<AccountRow>> {
+    Ok(Json(s.app.change_account_role(&u, &username, &b).await?))
+}
+
 /// Unseals (解封) an account sealed after six months unused: the security administrator, or an
 /// administrator of the organisation above the account.
 #[utoipa::path(post, path = "/api/v1/accounts/{username}/unseal", tag = "accounts", security(("bearer" = [])),
@@ -177,8 +287,11 @@ pub struct SecuritySettings {
     pub login_max_failures_per_address: i64,
     /// Null when password rotation is off.
     pub password_max_age_days: Option<i64>,
-    /// `authority`, `all` or `none`.
+    /// Who must use the TOTP second factor: `authority` (authority, national and the separated
+    /// administrators' accounts), `all` or `none`.
     pub totp_required: String,
+    /// Whether the key that encrypts TOTP secrets at rest is configured.
+    pub secret_key_configured: bool,
     pub seal_after_days: i64,
     pub audit_min_keep_days: i64,
 }
@@ -200,12 +313,8 @@ pub async fn settings(
         session_absolute_hours: p.session_absolute.num_hours(),
         login_max_failures_per_address: p.max_failures_per_address,
         password_max_age_days: p.password_max_age.map(|d| d.num_days()),
-        totp_required: match p.totp_required {
-            TotpRequired::Authority => "authority",
-            TotpRequired::All => "all",
-            TotpRequired::None => "none",
-        }
-        .into(),
+        totp_required: p.totp_required.as_str().into(),
+        secret_key_configured: s.app.has_secret_key(),
         seal_after_days: xueji_app::accounts::SEAL_AFTER.num_days(),
         audit_min_keep_days: xueji_app::audit_trail::MIN_KEEP_DAYS,
     }))

@@ -35,6 +35,10 @@ pub struct UserOut {
     /// The initial (or expired) password must be changed (`POST /api/v1/auth/password`) before
     /// any other call.
     pub must_change_password: bool,
+    /// The role must use the TOTP second factor and the account has not enrolled: until it does
+    /// (`POST /api/v1/auth/totp`, then `/api/v1/auth/totp/confirm`), every call but `auth/*`
+    /// answers 403 `totp_enrolment_required`.
+    pub must_enrol_totp: bool,
 }
 
 impl From<&CurrentUser> for UserOut {
@@ -54,6 +58,7 @@ impl From<&CurrentUser> for UserOut {
             org_code,
             org_name: u.org_name.clone(),
             must_change_password: u.must_change_password,
+            must_enrol_totp: false,
         }
     }
 }
@@ -68,7 +73,9 @@ pub struct LoginOut {
 /// Logs in and returns a bearer token. The 6th wrong password within 15 minutes locks the
 /// account for 15 minutes (`account_locked`); too many failures from one address answer
 /// `too_many_requests`. An account with a TOTP second factor first gets `totp_required` (401)
-/// and repeats the call with `totp`. A sealed account (six months unused) gets `account_sealed`.
+/// and repeats the call with `totp`. A sealed account (six months unused) gets `account_sealed`, a
+/// disabled one `account_disabled`. An account whose role must use the second factor and has
+/// none yet signs in with `must_enrol_totp: true` and may only enrol (`auth/*`) until it has.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
@@ -88,7 +95,10 @@ pub async fn login(
         .await?;
     Ok(Json(LoginOut {
         token: ok.token,
-        user: UserOut::from(&ok.user),
+        user: UserOut {
+            must_enrol_totp: ok.must_enrol_totp,
+            ..UserOut::from(&ok.user)
+        },
     }))
 }
 
@@ -109,6 +119,10 @@ pub async fn logout(
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserOut), (status = 401, body = Problem)))]
-pub async fn me(ApiUser(u): ApiUser) -> Json<UserOut> {
-    Json(UserOut::from(&u))
+pub async fn me(State(s): State<AppState>, ApiUser(u): ApiUser) -> ApiResult<Json<UserOut>> {
+    let must_enrol_totp = s.app.totp_enrolment_due(&u).await?;
+    Ok(Json(UserOut {
+        must_enrol_totp,
+        ..UserOut::from(&u)
+    }))
 }

@@ -1,8 +1,9 @@
 //! 账号安全: `GET /account` (second factor, logout everywhere, the security settings for the
 //! security administrator, account creation for the system administrator), `GET/POST
-//! /account/password` (the change form every forced user is sent to), `POST /account/totp` and
-//! `/account/totp/confirm` (TOTP enrolment), `POST /account/logout-all`, `POST /account/new`,
-//! and `GET /audit` (操作日志, the audit administrator's only page).
+//! /account/password` (the change form every forced user is sent to), `GET/POST /account/totp`
+//! and `POST /account/totp/confirm` (TOTP enrolment, where every user who must enrol is sent),
+//! `POST /account/logout-all`, `POST /account/new`, and `GET /audit` (操作日志, the audit
+//! administrator's only page).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use xueji_app::accounts::{NewAccount, TotpEnrolment, TotpRequired};
 use xueji_app::audit_trail::AuditFilter;
+use xueji_app::secret_key;
 use xueji_domain::Error;
 use xueji_domain::access::Role;
 
@@ -22,7 +24,7 @@ use super::{
     user_error,
 };
 use crate::AppState;
-use crate::gate::PASSWORD_PAGE;
+use crate::gate::{ACCOUNTS_PAGE, PASSWORD_PAGE, TOTP_PAGE};
 use crate::session::{SESSION_COOKIE, WebUser, check_csrf};
 
 type Pairs = Vec<(String, String)>;
@@ -31,7 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account", get(page))
         .route(PASSWORD_PAGE, get(password_form).post(password_submit))
-        .route("/account/totp", post(totp_begin))
+        .route(TOTP_PAGE, get(totp_page).post(totp_begin))
         .route("/account/totp/confirm", post(totp_confirm))
         .route("/account/logout-all", post(logout_all))
         .route("/account/new", post(create))
@@ -58,6 +60,17 @@ pub fn menu_section() -> MenuSection {
 /// The separated administrators' menu: their own tools only.
 pub fn separated_menu(role: Role) -> Vec<MenuSection> {
     let mut menu = vec![];
+    if role == Role::SystemAdmin {
+        menu.push(MenuSection {
+            title: "系统管理",
+            href: None,
+            current: false,
+            groups: vec![MenuGroup {
+                title: None,
+                items: vec![item("账号管理", ACCOUNTS_PAGE)],
+            }],
+        });
+    }
     if role == Role::AuditAdmin {
         menu.push(MenuSection {
             title: "安全审计",
@@ -92,7 +105,8 @@ pub struct AccountPage {
     error: Option<Error>,
     totp_applies: bool,
     totp_enabled: bool,
-    enrolment: Option<TotpEnrolment>,
+    /// Not enrolled and not required to (exempt).
+    totp_exempt: bool,
     settings: Vec<Setting>,
     may_create: bool,
     /// The security administrator and the administrators of authorities and the Ministry unseal
@@ -144,6 +158,11 @@ async fn account_page(s: &AppState, u: &WebUser) -> PageResult<AccountPage> {
         .totp_enabled(&u.user)
         .await
         .map_err(|e| layout.fail(e))?;
+    let totp_due = s
+        .app
+        .totp_enrolment_due(&u.user)
+        .await
+        .map_err(|e| layout.fail(e))?;
     let settings = if u.user.role == Role::SecurityAdmin {
         vec![
             Setting {
@@ -168,9 +187,21 @@ async fn account_page(s: &AppState, u: &WebUser) -> PageResult<AccountPage> {
             Setting {
                 name: "动态口令（双因素）",
                 value: match policy.totp_required {
-                    TotpRequired::Authority => "主管部门、全国及三员账号".into(),
-                    TotpRequired::All => "全部账号".into(),
+                    TotpRequired::Authority => "主管部门、全国及三员账号必须使用".into(),
+                    TotpRequired::All => "全部账号必须使用".into(),
                     TotpRequired::None => "不使用".into(),
+                },
+            },
+            Setting {
+                name: "动态口令密钥加密",
+                value: if s.app.has_secret_key() {
+                    "已配置运维密钥，密钥加密存储".into()
+                } else {
+                    format!(
+                        "未配置（{} 或 {}），暂不能绑定动态口令",
+                        secret_key::ENV_KEY,
+                        secret_key::ENV_KEY_FILE
+                    )
                 },
             },
             Setting {
@@ -188,7 +219,7 @@ async fn account_page(s: &AppState, u: &WebUser) -> PageResult<AccountPage> {
         error: None,
         totp_applies: policy.totp_applies(u.user.role),
         totp_enabled,
-        enrolment: None,
+        totp_exempt: policy.totp_applies(u.user.role) && !totp_enabled && !totp_due,
         settings,
         may_create: u.user.role == Role::SystemAdmin,
         may_unseal: matches!(
@@ -212,46 +243,120 @@ pub async fn page(
     let mut p = account_page(&s, &u).await?;
     p.done = match last_value(&pairs, "done").as_str() {
         "password" => Some("密码已修改，其他设备上的登录已退出".into()),
+        "totp" => Some("动态口令已绑定，今后登录须输入验证码".into()),
         _ => None,
     };
     Ok(p)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account_totp.html")]
+pub struct TotpPage {
+    layout: Layout,
+    username: String,
+    /// Sent here by the gate: the role must use the second factor.
+    forced: bool,
+    applies: bool,
+    enabled: bool,
+    enrolment: Option<TotpEnrolment>,
+    error: Option<Error>,
+}
+
+impl TotpPage {
+    fn field_error(&self, field: &str) -> String {
+        match &self.error {
+            Some(e) if e.field == Some(field) => e.message.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn form_error(&self) -> String {
+        match &self.error {
+            Some(e) if e.field.is_none() => e.message.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+async fn totp_view(s: &AppState, u: &WebUser) -> PageResult<TotpPage> {
+    let layout = Layout::new(&s.app, u, "绑定动态口令", "/account").await;
+    let enabled = s
+        .app
+        .totp_enabled(&u.user)
+        .await
+        .map_err(|e| layout.fail(e))?;
+    let enrolment = s
+        .app
+        .totp_pending(&u.user)
+        .await
+        .map_err(|e| layout.fail(e))?;
+    Ok(TotpPage {
+        layout,
+        username: u.user.username.clone(),
+        forced: u.must_enrol_totp,
+        applies: s.app.accounts().totp_applies(u.user.role),
+        enabled,
+        enrolment,
+        error: None,
+    })
+}
+
+/// 绑定动态口令: where every user who must enrol is sent before anything else.
+pub async fn totp_page(State(s): State<AppState>, u: WebUser) -> PageResult<TotpPage> {
+    totp_view(&s, &u).await
 }
 
 pub async fn totp_begin(
     State(s): State<AppState>,
     u: WebUser,
     form: Result<axum::Form<Pairs>, FormRejection>,
-) -> PageResult<AccountPage> {
+) -> PageResult<Response> {
     let pairs = form_pairs(form);
-    let mut p = account_page(&s, &u).await?;
+    let mut p = totp_view(&s, &u).await?;
     check_csrf(&u, &last_value(&pairs, "_csrf")).map_err(|e| p.layout.fail(e))?;
     match s.app.totp_begin(&u.user).await {
         Ok(e) => p.enrolment = Some(e),
-        Err(e) => p.error = Some(user_error(e)),
+        Err(e) => {
+            let e = user_error(e);
+            return Ok((
+                super::status_of(&e),
+                TotpPage {
+                    error: Some(e),
+                    ..p
+                },
+            )
+                .into_response());
+        }
     }
-    Ok(p)
+    Ok(p.into_response())
 }
 
 pub async fn totp_confirm(
     State(s): State<AppState>,
     u: WebUser,
     form: Result<axum::Form<Pairs>, FormRejection>,
-) -> PageResult<AccountPage> {
+) -> PageResult<Response> {
     let pairs = form_pairs(form);
-    let mut p = account_page(&s, &u).await?;
+    let p = totp_view(&s, &u).await?;
     check_csrf(&u, &last_value(&pairs, "_csrf")).map_err(|e| p.layout.fail(e))?;
     match s
         .app
         .totp_confirm(&u.user, &last_value(&pairs, "code"))
         .await
     {
-        Ok(()) => {
-            p.totp_enabled = true;
-            p.done = Some("动态口令已绑定，今后登录须输入验证码".into());
+        Ok(()) => Ok(Redirect::to("/account?done=totp").into_response()),
+        Err(e) => {
+            let e = user_error(e);
+            Ok((
+                super::status_of(&e),
+                TotpPage {
+                    error: Some(e),
+                    ..p
+                },
+            )
+                .into_response())
         }
-        Err(e) => p.error = Some(user_error(e)),
     }
-    Ok(p)
 }
 
 pub async fn logout_all(

@@ -6,6 +6,7 @@
 //! the frame ([`PageError`]).
 
 mod account;
+mod account_admin;
 mod archive;
 mod auth;
 mod calendar;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .merge(account::router())
+        .merge(account_admin::router())
         .route("/", get(home::home))
         .route("/students", get(students::list))
         .route("/students/open", get(students::open))
