@@ -34,6 +34,7 @@ pub mod seed;
 pub mod statistics;
 pub mod students;
 pub mod testing;
+pub mod transfer_list;
 pub mod transfers;
 
 use std::sync::{Arc, RwLock};

@@ -1,0 +1,3 @@
+-- Work lists at province scale (issue 6): the steps escalated to an authority, found by index
+-- instead of a scan of every step.
+CREATE INDEX transfer_steps_escalated ON transfer_steps (escalated_to, decision) WHERE escalated_to IS NOT NULL;
