@@ -503,3 +503,366 @@ async fn separated_administrators_reach_only_their_own_routes() {
         srv.stop().await;
     }
 }
+
+/// An account the system administrator creates over the API, its initial password changed to
+/// `Mine#Pass2026` over the API.
+async fn new_account(srv: &Srv, sys: &str, name: &str, role: &str, org: Option<&str>) {
+    let res = post_json(
+        srv,
+        "/api/v1/accounts",
+        sys,
+        json!({
+            "username": name, "display_name": "新用户", "role": role,
+            "org_code": org, "initial_password": "Init#Pass2026",
+        }),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 201, "create {name}");
+    let body: Value = srv
+        .try_login(name, "Init#Pass2026")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t = body["token"].as_str().unwrap().to_string();
+    let res = post_json(
+        srv,
+        "/api/v1/auth/password",
+        &t,
+        json!({"old": "Init#Pass2026", "new": "Mine#Pass2026"}),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 204, "change {name}");
+}
+
+#[tokio::test]
+async fn an_authority_account_must_enrol_a_second_factor_before_anything_else() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let now = test_clock().now();
+        let sys = srv.login("sysadmin").await;
+        new_account(&srv, &sys, "county-op", "authority_admin", Some("410105")).await;
+        new_account(&srv, &sys, "county-op2", "authority_admin", Some("410105")).await;
+        new_account(&srv, &sys, "school-op", "school_admin", Some("4101050001")).await;
+
+        // API: signed in, told to enrol, and refused everything but auth/* until then.
+        let res = srv.try_login("county-op", "Mine#Pass2026").await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["user"]["must_enrol_totp"], true, "{b:?}: {body}");
+        let token = body["token"].as_str().unwrap().to_string();
+        let refusal = expect_problem(
+            srv.get("/api/v1/schools", &token).await,
+            403,
+            "totp_enrolment_required",
+        )
+        .await;
+        assert!(
+            refusal["detail"].as_str().unwrap().contains("动态口令"),
+            "{refusal}"
+        );
+        let me: Value = srv
+            .get("/api/v1/auth/me", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["must_enrol_totp"], true, "{b:?}");
+        let e: Value = post_json(&srv, "/api/v1/auth/totp", &token, json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let secret = e["secret"].as_str().expect("a secret").to_string();
+        let code = totp_code(&secret, "county-op", now).unwrap();
+        let res = post_json(
+            &srv,
+            "/api/v1/auth/totp/confirm",
+            &token,
+            json!({ "code": code }),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        assert_eq!(
+            srv.get("/api/v1/schools", &token).await.status(),
+            200,
+            "{b:?}: enrolled, the same token goes on"
+        );
+        expect_problem(
+            srv.try_login("county-op", "Mine#Pass2026").await,
+            401,
+            "totp_required",
+        )
+        .await;
+        // School accounts are not required to; the demo accounts are exempt.
+        let body: Value = srv
+            .try_login("school-op", "Mine#Pass2026")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["user"]["must_enrol_totp"], false, "{b:?}");
+        let t = srv.login("edu410105").await;
+        assert_eq!(srv.get("/api/v1/schools", &t).await.status(), 200);
+
+        // Pages: every page sends the user to enrolment, which says why in Chinese.
+        let c = web_client();
+        let res = web_login_with(&srv, &c, "county-op2", "Mine#Pass2026", "").await;
+        assert_eq!(res.status().as_u16(), 303, "{b:?}");
+        for path in ["/", "/students", "/account"] {
+            let res = c.get(format!("{}{path}", srv.base)).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 303, "{b:?}: {path}");
+            assert_eq!(location(&res), "/account/totp", "{path}");
+        }
+        let html = c
+            .get(format!("{}/account/totp", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("须同时使用密码和动态口令") && html.contains("请先完成绑定"),
+            "{b:?}: says why"
+        );
+        let csrf = hidden_csrf(&html);
+        let res = c
+            .post(format!("{}/account/totp", srv.base))
+            .form(&[("_csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let html = res.text().await.unwrap();
+        let at = html
+            .find("<dt>密钥</dt><dd><code>")
+            .expect("the key is shown")
+            + 25;
+        let secret = html[at..].split('<').next().unwrap().to_string();
+        let res = c
+            .post(format!("{}/account/totp/confirm", srv.base))
+            .form(&[("_csrf", csrf.as_str()), ("code", "000000")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422, "{b:?}: a wrong code");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("验证码不正确") && html.contains(&secret),
+            "{b:?}"
+        );
+        let code = totp_code(&secret, "county-op2", now).unwrap();
+        let res = c
+            .post(format!("{}/account/totp/confirm", srv.base))
+            .form(&[("_csrf", csrf.as_str()), ("code", code.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303, "{b:?}");
+        assert_eq!(location(&res), "/account?done=totp");
+        let res = c
+            .get(format!("{}/students", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}: free after enrolment");
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_system_administrator_administers_accounts_over_api_and_page() {
+    for b in backends() {
+        let srv = Srv::start(b).await;
+        let sys = srv.login("sysadmin").await;
+        let res = srv
+            .get(
+                "/api/v1/accounts?role=school_admin&region=410105&per_page=2",
+                &sys,
+            )
+            .await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let n = total(&res);
+        let rows: Value = res.json().await.unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+        assert!(n >= 2, "{b:?}: {n}");
+        assert_eq!(rows[0]["role"], "school_admin");
+        let rest: Value = srv
+            .get(
+                "/api/v1/accounts?role=school_admin&region=410105&per_page=2&page=2",
+                &sys,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            rest.as_array().unwrap().len() as i64,
+            (n - 2).min(2),
+            "{b:?}: the second page"
+        );
+        expect_problem(
+            srv.get("/api/v1/accounts?region=4", &sys).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        for other in ["moe", "secadmin", "edu410000"] {
+            let t = srv.login(other).await;
+            expect_problem(srv.get("/api/v1/accounts", &t).await, 403, "forbidden").await;
+        }
+        let auditor = srv.login("auditor").await;
+        expect_problem(
+            srv.get("/api/v1/accounts", &auditor).await,
+            403,
+            "forbidden",
+        )
+        .await;
+
+        let target = "4101050002-reviewer";
+        let path = |action: &str| format!("/api/v1/accounts/{target}/{action}");
+        let res = post_json(&srv, &path("disable"), &sys, json!({})).await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let a: Value = res.json().await.unwrap();
+        assert_eq!(a["disabled"], true);
+        expect_problem(
+            post_json(&srv, &path("disable"), &sys, json!({})).await,
+            409,
+            "conflict",
+        )
+        .await;
+        expect_problem(
+            srv.try_login(target, PASSWORD).await,
+            403,
+            "account_disabled",
+        )
+        .await;
+        expect_problem(
+            post_json(&srv, "/api/v1/accounts/auditor/disable", &sys, json!({})).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        let res = post_json(&srv, &path("enable"), &sys, json!({})).await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        srv.login(target).await;
+
+        let res = post_json(&srv, &path("password-reset"), &sys, json!({})).await;
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let r: Value = res.json().await.unwrap();
+        let pw = r["initial_password"].as_str().unwrap().to_string();
+        let body: Value = srv.try_login(target, &pw).await.json().await.unwrap();
+        assert_eq!(body["user"]["must_change_password"], true, "{b:?}");
+
+        let res = srv
+            .req(Method::PUT, &path("role"), Some(&sys))
+            .json(&json!({ "role": "school_admin", "org_code": "4101050002" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let a: Value = res.json().await.unwrap();
+        assert_eq!(a["role"], "school_admin");
+        let e = expect_problem(
+            srv.req(Method::PUT, &path("role"), Some(&sys))
+                .json(&json!({ "role": "audit_admin" }))
+                .send()
+                .await
+                .unwrap(),
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(e["field"], "role");
+
+        // The audit administrator sees each action.
+        for action in [
+            "account_disable",
+            "account_enable",
+            "account_password_reset",
+            "account_role_change",
+        ] {
+            let res = srv
+                .get(&format!("/api/v1/audit?action={action}"), &auditor)
+                .await;
+            assert_eq!(total(&res), 1, "{b:?}: {action}");
+            let rows: Value = res.json().await.unwrap();
+            assert_eq!(rows[0]["actor_name"], "sysadmin", "{rows}");
+        }
+
+        // The page: the list, and the actions as forms.
+        let web = srv.web_login("sysadmin").await;
+        let html = web
+            .get(format!("{}/accounts?school=4101050001", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("账号管理") && html.contains("4101050001-admin"),
+            "{b:?}"
+        );
+        assert!(!html.contains("4401060001-admin"), "{b:?}: filtered");
+        let csrf = hidden_csrf(&html);
+        let res = web
+            .post(format!("{}/accounts/disable", srv.base))
+            .form(&[("username", "4101050001-reviewer")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{b:?}: no CSRF token");
+        let res = web
+            .post(format!("{}/accounts/disable", srv.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("username", "4101050001-reviewer"),
+                ("f_school", "4101050001"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{b:?}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("账号 4101050001-reviewer 已停用"), "{b:?}");
+        assert!(html.contains("已停用") && html.contains(">启用<"), "{b:?}");
+        let res = web
+            .post(format!("{}/accounts/password-reset", srv.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("username", "4101050001-reviewer"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let html = res.text().await.unwrap();
+        assert!(html.contains("新的初始密码"), "{b:?}");
+        let res = web
+            .post(format!("{}/accounts/role", srv.base))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("username", "4101050001-reviewer"),
+                ("role", "authority_admin"),
+                ("org_code", "999999"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422, "{b:?}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("未找到该学籍主管部门") && html.contains("value=\"999999\""),
+            "{b:?}: the error beside the field, the input kept"
+        );
+        let moe = srv.web_login("moe").await;
+        let res = moe
+            .get(format!("{}/accounts", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{b:?}");
+        srv.stop().await;
+    }
+}

@@ -44,6 +44,15 @@ const PRINCIPALS: [(&str, &str); 13] = [
 const EXPECTED: &[(&str, &str)] = &[
     // Accounts and the separated administrators' own routes.
     ("POST /api/v1/accounts", "FFFFFFFFFFAFF"),
+    // 账号管理: the system administrator only (acting on an account no principal uses).
+    ("GET /api/v1/accounts", "FFFFFFFFFFAFF"),
+    ("POST /api/v1/accounts/{username}/disable", "FFFFFFFFFFAFF"),
+    ("POST /api/v1/accounts/{username}/enable", "FFFFFFFFFFAFF"),
+    (
+        "POST /api/v1/accounts/{username}/password-reset",
+        "FFFFFFFFFFAFF",
+    ),
+    ("PUT /api/v1/accounts/{username}/role", "FFFFFFFFFFAFF"),
     ("POST /api/v1/accounts/{username}/unseal", "NNNAANNNNANAF"),
     (
         "POST /api/v1/accounts/{username}/totp-reset",
@@ -410,7 +419,16 @@ fn concrete(path: &str, f: &Fixtures) -> String {
         .replace("{code}", code)
         .replace("{province}", "410000")
         .replace("{date}", "2026-12-07")
-        .replace("{username}", "4101050001-admin");
+        .replace(
+            "{username}",
+            // Unsealing and TOTP resets act on school A's administrator; the system
+            // administrator's actions (which end sessions) on an account no principal uses.
+            if path.ends_with("/unseal") || path.ends_with("/totp-reset") {
+                "4101050001-admin"
+            } else {
+                "4101050002-reviewer"
+            },
+        );
     let query = match path {
         "/api/v1/students/template.xlsx" => "?school=4101050001",
         "/api/v1/calendar/add-working-days" => "?from=2026-11-02&days=3",
@@ -602,6 +620,8 @@ const PAGES: &[(&str, &str)] = &[
     ("/dock", "FFFFFFFFFAFFF"),
     ("/node", "AAAAAAAAAAFFF"),
     ("/account", "AAAAAAAAAAAAA"),
+    ("/account/totp", "AAAAAAAAAAAAA"),
+    ("/accounts", "FFFFFFFFFFAFF"),
     ("/audit", "FFFFFFFFFFFFA"),
 ];
 
