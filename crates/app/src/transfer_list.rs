@@ -19,6 +19,13 @@ use crate::{App, on_pool};
 const OPEN_REVIEW: &str =
     "('in_school_review','in_authority_review','out_school_review','out_authority_review')";
 
+/// The built statements and their arguments (the page's LIMIT and OFFSET last).
+struct Built {
+    count_sql: String,
+    list_sql: String,
+    args: Vec<Arg>,
+}
+
 /// A bound value of the built statement.
 enum Arg {
     I(i64),
@@ -71,12 +78,12 @@ fn status_of(s: &str) -> TransferStatus {
 impl App {
     /// The transfers the caller's organisation takes part in (authorities: those of the schools in
     /// their region), filtered; `todo` keeps those waiting for the caller.
-    pub async fn transfers(
+    fn transfer_query(
         &self,
         user: &CurrentUser,
         f: &TransferFilter,
         page: Page,
-    ) -> AppResult<Paged<TransferSummary>> {
+    ) -> AppResult<Built> {
         let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Some(
                 TransferStatus::parse(s)
@@ -233,7 +240,57 @@ impl App {
              FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
              {step_join} {where_} ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let count_args = &w.args[..w.args.len() - 2];
+        Ok(Built {
+            count_sql,
+            list_sql,
+            args: w.args,
+        })
+    }
+
+    /// The query plans of the transfer query for these filters (count, then page), as the
+    /// database explains them: SQLite `EXPLAIN QUERY PLAN` details, PostgreSQL `EXPLAIN` lines.
+    /// A test checks that the hot shapes use their indexes.
+    pub async fn transfer_query_plans(
+        &self,
+        user: &CurrentUser,
+        f: &TransferFilter,
+    ) -> AppResult<(Vec<String>, Vec<String>)> {
+        let b = self.transfer_query(user, f, Page::default())?;
+        let count_args = &b.args[..b.args.len() - 2];
+        let count = self.explain(&b.count_sql, count_args).await?;
+        let list = self.explain(&b.list_sql, &b.args).await?;
+        Ok((count, list))
+    }
+
+    async fn explain(&self, sql: &str, args: &[Arg]) -> AppResult<Vec<String>> {
+        Ok(match self.db.backend() {
+            crate::Backend::Sqlite => {
+                let sql = format!("EXPLAIN QUERY PLAN {sql}");
+                let rows: Vec<(i64, i64, i64, String)> = on_pool!(self.db.read(), p => bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())), args).fetch_all(p).await)?;
+                rows.into_iter().map(|r| r.3).collect()
+            }
+            crate::Backend::Postgres => {
+                let sql = format!("EXPLAIN {sql}");
+                on_pool!(self.db.read(), p => bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())), args).fetch_all(p).await)?
+            }
+        })
+    }
+
+    /// The transfers the caller's organisation takes part in (authorities: those of the schools in
+    /// their region), filtered; `todo` keeps those waiting for the caller.
+    pub async fn transfers(
+        &self,
+        user: &CurrentUser,
+        f: &TransferFilter,
+        page: Page,
+    ) -> AppResult<Paged<TransferSummary>> {
+        let Built {
+            count_sql,
+            list_sql,
+            args,
+        } = self.transfer_query(user, f, page)?;
+        let today = self.clock.today();
+        let count_args = &args[..args.len() - 2];
         let total: i64 = on_pool!(self.db.read(), p => bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str())), count_args).fetch_one(p).await)?;
         #[derive(sqlx::FromRow)]
         struct Row {
@@ -255,7 +312,7 @@ impl App {
             step_due: Option<NaiveDate>,
             step_decision: Option<String>,
         }
-        let rows: Vec<Row> = on_pool!(self.db.read(), p => bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())), &w.args).fetch_all(p).await)?;
+        let rows: Vec<Row> = on_pool!(self.db.read(), p => bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())), &args).fetch_all(p).await)?;
         let cal = self.calendar();
         let items = rows
             .into_iter()

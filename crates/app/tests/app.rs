@@ -17,6 +17,8 @@ mod group_commit;
 mod jurisdiction;
 #[path = "app/login.rs"]
 mod login;
+#[path = "app/plans.rs"]
+mod plans;
 #[path = "app/policy.rs"]
 mod policy;
 #[path = "app/problems.rs"]
