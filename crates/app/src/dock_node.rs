@@ -693,31 +693,24 @@ async fn roll_in(
             (sid, None)
         }
     };
-    let mut numbers: Vec<(&str, &str, DateTime<Utc>, Option<DateTime<Utc>>)> = a
-        .numbers
-        .iter()
-        .map(|n| {
-            (
-                n.student_no.as_str(),
-                n.kind.as_str(),
-                n.assigned_at,
-                n.replaced_at,
-            )
-        })
-        .collect();
-    if !numbers.iter().any(|n| n.0 == a.student_no) {
-        let kind = if a.student_no.starts_with('L') {
+    let current = FileNumber {
+        student_no: a.student_no.clone(),
+        kind: if a.student_no.starts_with('L') {
             "temporary"
         } else {
             "formal"
-        };
-        numbers.push((&a.student_no, kind, now, None));
-    }
-    for (no, kind, at, replaced) in numbers {
+        }
+        .into(),
+        assigned_at: now,
+        replaced_at: None,
+    };
+    let listed = a.numbers.iter().any(|n| n.student_no == a.student_no);
+    for n in a.numbers.iter().chain((!listed).then_some(&current)) {
         on_tx!(tx, c => sqlx::query(
             "INSERT INTO student_numbers (student_no, student_id, kind, assigned_at, replaced_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (student_no) DO NOTHING"
-        ).bind(no).bind(sid).bind(kind).bind(at).bind(replaced).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        ).bind(&n.student_no).bind(sid).bind(&n.kind).bind(n.assigned_at).bind(n.replaced_at)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     }
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO enrollments (student_id, school_id, grade, class_id, status, started_at, transfer_id, entry_kind) \
