@@ -193,22 +193,80 @@ impl App {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_uppercase);
-        let name_prefix = q.as_ref().map(|q| format!("{q}%"));
-        let where_ = "WHERE st.school_id IS NOT NULL AND st.region_code >= $1 AND st.region_code < $2 \
-            AND ($3 IS NULL OR st.school_id = $3) AND ($4 IS NULL OR st.grade = $4) \
-            AND ($5 IS NULL OR st.class_id = $5) \
-            AND ($6 IS NULL OR st.student_no = $6 OR st.name LIKE $7)";
+        // Built from the filters given, so that each shape uses its index: a school's roster
+        // walks `students_school` in the order shown (grade, class, id); a region's list walks
+        // `students_region` in its own order; a name prefix uses `students_name`.
+        let mut conds = vec![
+            "st.school_id IS NOT NULL".to_string(),
+            "st.region_code >= $1 AND st.region_code < $2".to_string(),
+        ];
+        let mut binds: Vec<Option<String>> = vec![Some(lo), Some(hi)];
+        let mut ints: Vec<(usize, i64)> = vec![];
+        let mut next = 3;
+        let mut arg = |binds: &mut Vec<Option<String>>, v: Option<String>| {
+            binds.push(v);
+            let n = next;
+            next += 1;
+            format!("${n}")
+        };
+        if let Some(id) = school_id {
+            let p = arg(&mut binds, None);
+            ints.push((binds.len() - 1, id));
+            conds.push(format!("st.school_id = {p}"));
+        }
+        if let Some(g) = &grade {
+            let p = arg(&mut binds, Some(g.clone()));
+            conds.push(format!("st.grade = {p}"));
+        }
+        if let Some(c) = filter.class_id {
+            let p = arg(&mut binds, None);
+            ints.push((binds.len() - 1, c));
+            conds.push(format!("st.class_id = {p}"));
+        }
+        if let Some(q) = &q {
+            let exact = arg(&mut binds, Some(q.clone()));
+            let like = arg(&mut binds, Some(format!("{q}%")));
+            // SQLite compares text bytewise, so a prefix is also a range its index can walk;
+            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migration 0014).
+            let range = match self.db.backend() {
+                crate::Backend::Sqlite => {
+                    let lo = arg(&mut binds, Some(q.clone()));
+                    let hi = arg(&mut binds, Some(format!("{q}\u{10FFFF}")));
+                    format!(" AND st.name >= {lo} AND st.name < {hi}")
+                }
+                crate::Backend::Postgres => String::new(),
+            };
+            conds.push(format!(
+                "(st.student_no = {exact} OR (st.name LIKE {like}{range}))"
+            ));
+        }
+        let where_ = format!("WHERE {}", conds.join(" AND "));
+        let order = if school_id.is_some() {
+            "st.grade, st.class_id, st.id"
+        } else {
+            "st.region_code, st.id"
+        };
         let count_sql = format!("SELECT COUNT(*) FROM students st {where_}");
+        let limit = next;
         let list_sql = format!(
-            "{STUDENT_SELECT} {where_} ORDER BY st.grade, st.class_id, st.id LIMIT $8 OFFSET $9"
+            "{STUDENT_SELECT} {where_} ORDER BY {order} LIMIT ${limit} OFFSET ${}",
+            limit + 1
         );
-        let total: i64 = on_pool!(self.db.read(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))
-            .bind(&lo).bind(&hi).bind(school_id).bind(&grade).bind(filter.class_id)
-            .bind(&q).bind(&name_prefix).fetch_one(p).await)?;
-        let rows: Vec<StudentRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str()))
-            .bind(&lo).bind(&hi).bind(school_id).bind(&grade).bind(filter.class_id)
-            .bind(&q).bind(&name_prefix).bind(page.per_page).bind(page.offset())
-            .fetch_all(p).await)?;
+        macro_rules! bind_all {
+            ($q:expr) => {{
+                let mut q = $q;
+                for (i, b) in binds.iter().enumerate() {
+                    q = match ints.iter().find(|(at, _)| *at == i) {
+                        Some((_, v)) => q.bind(*v),
+                        None => q.bind(b.as_deref()),
+                    };
+                }
+                q
+            }};
+        }
+        let total: i64 = on_pool!(self.db.read(), p => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))).fetch_one(p).await)?;
+        let rows: Vec<StudentRow> = on_pool!(self.db.read(), p => bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())))
+            .bind(page.per_page).bind(page.offset()).fetch_all(p).await)?;
         Ok(Paged {
             items: rows.into_iter().map(StudentRow::summary).collect(),
             total,
