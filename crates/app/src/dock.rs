@@ -221,6 +221,19 @@ pub struct DockedProvinceOut {
     pub fetch_overdue: bool,
 }
 
+/// Hours a replaced key stays valid beside the new one (`XUEJI_DOCK_KEY_OVERLAP_HOURS`, default
+/// 24; 0 replaces at once).
+pub fn key_overlap_hours() -> i64 {
+    std::env::var("XUEJI_DOCK_KEY_OVERLAP_HOURS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|h| (0..=24 * 30).contains(h))
+        .unwrap_or(24)
+}
+
+/// The message log is evidence: it is kept at least this many days.
+pub const MIN_MESSAGE_KEEP_DAYS: i64 = 180;
+
 /// Minutes without a feed read after which a docked province is flagged (`XUEJI_DOCK_ALERT_MINUTES`).
 pub fn alert_minutes() -> i64 {
     std::env::var("XUEJI_DOCK_ALERT_MINUTES")
@@ -677,6 +690,12 @@ impl App {
         let before: Option<String> = on_tx!(&mut tx, c => sqlx::query_scalar(
             "SELECT public_key FROM docked_provinces WHERE province = $1"
         ).bind(province).fetch_optional(&mut *c).await)?;
+        // Key rotation: the replaced key stays valid for the overlap window, so that the
+        // province's system can switch to its new key without a refused request in between.
+        let overlap_until = before
+            .as_deref()
+            .filter(|old| old.trim() != key)
+            .map(|_| now + chrono::Duration::hours(key_overlap_hours()));
         on_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO users (username, password_hash, display_name, role, authority_region, created_at) \
              VALUES ($1, '!', $2, 'authority_admin', $3, $4) ON CONFLICT (username) DO NOTHING"
@@ -688,6 +707,11 @@ impl App {
             "INSERT INTO docked_provinces (province, public_key, user_id, docked_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (province) DO UPDATE SET public_key = $2"
         ).bind(province).bind(key).bind(user_id).bind(now).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if let Some(until) = overlap_until {
+            on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE docked_provinces SET previous_key = $1, previous_key_until = $2 WHERE province = $3"
+            ).bind(before.as_deref()).bind(until).bind(province).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        }
         audit::record(
             &mut tx,
             now,
@@ -697,7 +721,10 @@ impl App {
                 entity_type: "docked_province",
                 entity_id: province.to_string(),
                 before: before.map(|k| serde_json::json!({ "public_key": k })),
-                after: Some(serde_json::json!({ "public_key": key })),
+                after: Some(serde_json::json!({
+                    "public_key": key,
+                    "previous_key_valid_until": overlap_until,
+                })),
             },
             None,
         )
@@ -737,6 +764,42 @@ impl App {
              FROM dock_messages WHERE ($1 IS NULL OR province = $1) ORDER BY id DESC LIMIT $2 OFFSET $3"
         ).bind(province).bind(page.per_page).bind(page.offset()).fetch_all(p).await)?;
         Ok(Paged { items, total })
+    }
+
+    /// Removes message-log entries older than `keep_days` (at least [`MIN_MESSAGE_KEEP_DAYS`]);
+    /// the pruning is audited with the number removed. Returns that number.
+    pub async fn dock_prune_messages(&self, keep_days: i64) -> AppResult<u64> {
+        if keep_days < MIN_MESSAGE_KEEP_DAYS {
+            return Err(Error::validation(
+                "keep_days",
+                format!("对接报文日志至少保存{MIN_MESSAGE_KEEP_DAYS}天"),
+            )
+            .into());
+        }
+        let now = self.clock.now();
+        let cutoff = now - chrono::Duration::days(keep_days);
+        let mut tx = self.db.begin().await?;
+        let removed = on_tx!(&mut tx, c => sqlx::query("DELETE FROM dock_messages WHERE at < $1")
+            .bind(cutoff).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if removed == 0 {
+            return Ok(0);
+        }
+        audit::record(
+            &mut tx,
+            now,
+            &AuditActor::system("dock-prune"),
+            AuditEvent {
+                action: "dock.messages_prune",
+                entity_type: "dock_messages",
+                entity_id: cutoff.to_rfc3339(),
+                before: None,
+                after: Some(serde_json::json!({ "removed": removed, "keep_days": keep_days })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
     }
 
     // ----- the hub's key -----
@@ -796,14 +859,17 @@ impl App {
                 CLOCK_WINDOW_SECS / 60
             )));
         }
-        let row: Option<(String, i64, String)> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT d.public_key, d.user_id, r.name FROM docked_provinces d JOIN regions r ON r.code = d.province \
-             WHERE d.province = $1"
+        type KeyRow = (String, i64, String, Option<String>, Option<DateTime<Utc>>);
+        let row: Option<KeyRow> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT d.public_key, d.user_id, r.name, d.previous_key, d.previous_key_until \
+             FROM docked_provinces d JOIN regions r ON r.code = d.province WHERE d.province = $1"
         ).bind(province).fetch_optional(p).await)
         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        let Some((key, user_id, name)) = row else {
+        let Some((key, user_id, name, previous, until)) = row else {
             return Err(unauthenticated("未对接的省份或未登记的密钥"));
         };
+        // Within the overlap window after a rotation, the replaced key is accepted too.
+        let previous = previous.filter(|_| until.is_some_and(|u| self.clock.now() < u));
         let base = base_string(
             req.method,
             req.path_and_query,
@@ -813,7 +879,13 @@ impl App {
             req.body,
         );
         if !verify_text(&key, &base, sig) {
-            return Err(unauthenticated("签名无效"));
+            if !previous.is_some_and(|k| verify_text(&k, &base, sig)) {
+                return Err(unauthenticated("签名无效"));
+            }
+            tracing::info!(
+                province,
+                "dock request signed with the replaced key (overlap window)"
+            );
         }
         Ok(DockCaller {
             province: province.to_string(),

@@ -237,10 +237,25 @@ impl Node {
 
 /// The hub's alert: every minute, a warning for each docked province whose system has not read
 /// its feed for `XUEJI_DOCK_ALERT_MINUTES` while events wait (also shown on the page 对接管理).
+/// With `XUEJI_DOCK_MESSAGE_KEEP_DAYS` set (at least 180), it also prunes the message log of
+/// older entries once a day (audited); unset, the log is kept without limit.
 pub async fn alert_loop(app: App) {
+    let keep_days = std::env::var("XUEJI_DOCK_MESSAGE_KEEP_DAYS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok());
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u64;
     loop {
         tick.tick().await;
+        if let Some(days) = keep_days
+            && minutes.is_multiple_of(24 * 60)
+        {
+            match app.dock_prune_messages(days).await {
+                Ok(removed) => tracing::info!(removed, keep_days = days, "dock message log pruned"),
+                Err(e) => tracing::warn!(error = %e, "dock message log not pruned"),
+            }
+        }
+        minutes += 1;
         match app.dock_overdue().await {
             Ok(list) => {
                 for p in list {

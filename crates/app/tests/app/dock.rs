@@ -1007,3 +1007,128 @@ async fn the_node_roll_follows_pulled_transfers_once() {
         dispose(&node.db).await;
     }
 }
+
+/// Verifies a GET signed by `key` now; the refusal's code if refused.
+async fn signed_by(app: &App, key: &dock::DockKey) -> Result<(), ErrorCode> {
+    let ts = app.clock.now().timestamp();
+    let h = dock::sign_request(key, "110000", "GET", "/api/dock/v1/events", ts, None, b"");
+    let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+    let (p, t, s) = (
+        get(dock::HEADER_PROVINCE),
+        get(dock::HEADER_TIMESTAMP),
+        get(dock::HEADER_SIGNATURE),
+    );
+    app.dock_verify(&DockRequest {
+        method: "GET",
+        path_and_query: "/api/dock/v1/events",
+        province: p.as_deref(),
+        timestamp: t.as_deref(),
+        signature: s.as_deref(),
+        idem_key: None,
+        body: b"",
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.code())
+}
+
+/// Key rotation: the new key is accepted at once, the replaced one for the overlap window (24 h
+/// by default) and refused after it; each registration audited with the window's end.
+#[tokio::test]
+async fn a_rotated_key_overlaps_for_a_day() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let old = dock_beijing(&app).await;
+        let new = dock::new_key();
+        let moe = user(&app, "moe").await;
+        app.dock_province(
+            &moe,
+            "110000",
+            &DockProvinceIn {
+                public_key: dock::public_b64(&new),
+            },
+        )
+        .await
+        .expect("rotated");
+        assert_eq!(signed_by(&app, &new).await, Ok(()));
+        assert_eq!(signed_by(&app, &old).await, Ok(()), "within the overlap");
+        assert_eq!(
+            signed_by(&app, &dock::new_key()).await,
+            Err(ErrorCode::Unauthenticated)
+        );
+        app.clock.set(app.clock.now() + chrono::Duration::hours(23));
+        assert_eq!(signed_by(&app, &old).await, Ok(()));
+        app.clock.set(app.clock.now() + chrono::Duration::hours(2));
+        assert_eq!(
+            signed_by(&app, &old).await,
+            Err(ErrorCode::Unauthenticated),
+            "after the overlap"
+        );
+        assert_eq!(signed_by(&app, &new).await, Ok(()));
+        // Registering the same key again opens no window for anything else.
+        app.dock_province(
+            &moe,
+            "110000",
+            &DockProvinceIn {
+                public_key: dock::public_b64(&new),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(signed_by(&app, &old).await, Err(ErrorCode::Unauthenticated));
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'dock.province' \
+                 AND after_json LIKE '%previous_key_valid_until\":\"%'"
+            )
+            .await,
+            1,
+            "the rotation is audited with the window's end"
+        );
+        dispose(&app.db).await;
+    }
+}
+
+/// The message log is kept at least 180 days; older entries can be pruned, audited.
+#[tokio::test]
+async fn the_message_log_is_kept_180_days_then_prunable() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let key = dock_beijing(&app).await;
+        for _ in 0..3 {
+            assert_eq!(
+                signed_by(&app, &dock::new_key()).await,
+                Err(ErrorCode::Unauthenticated)
+            );
+        }
+        let old = count(&app.db, "SELECT COUNT(*) FROM dock_messages").await;
+        assert_eq!(old, 3);
+        app.clock.set(app.clock.now() + chrono::Duration::days(181));
+        assert_eq!(
+            signed_by(&app, &dock::new_key()).await,
+            Err(ErrorCode::Unauthenticated)
+        );
+        assert_eq!(signed_by(&app, &key).await, Ok(()));
+        assert_eq!(
+            refused(app.dock_prune_messages(179).await),
+            ErrorCode::ValidationFailed
+        );
+        assert_eq!(app.dock_prune_messages(365).await.unwrap(), 0);
+        assert_eq!(app.dock_prune_messages(180).await.unwrap(), 3);
+        assert_eq!(
+            count(&app.db, "SELECT COUNT(*) FROM dock_messages").await,
+            1,
+            "the recent refusal stays"
+        );
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'dock.messages_prune'"
+            )
+            .await,
+            1
+        );
+        dispose(&app.db).await;
+    }
+}
