@@ -31,13 +31,14 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, due_soon: bool, overdue_days: i64) {
-        self.waiting += 1;
+    /// Adds `n` steps sharing one due date.
+    fn add(&mut self, n: i64, due_soon: bool, overdue_days: i64) {
+        self.waiting += n;
         if overdue_days > 0 {
-            self.overdue += 1;
+            self.overdue += n;
             self.max_overdue_days = self.max_overdue_days.max(overdue_days);
         } else if due_soon {
-            self.due_soon += 1;
+            self.due_soon += n;
         }
     }
 }
@@ -93,18 +94,40 @@ pub struct StaleItem {
     pub open_days: i64,
 }
 
+/// Open steps counted per party and due date (the dashboard's unit of work).
 #[derive(sqlx::FromRow)]
-struct OpenStep {
-    transfer_id: i64,
-    student_name: String,
+struct OpenGroup {
     party_kind: String,
     party_code: String,
+    party_region: String,
+    party_name: Option<String>,
+    due_date: Option<NaiveDate>,
+    escalated_to: Option<String>,
+    n: i64,
+}
+
+/// One overdue step for the dashboard's list.
+#[derive(sqlx::FromRow)]
+struct OverdueStep {
+    transfer_id: i64,
+    student_name: String,
     party_region: String,
     party_name: Option<String>,
     code: String,
     due_date: Option<NaiveDate>,
     escalated_to: Option<String>,
 }
+
+/// The open steps of the region (by the waiting party's region, or escalated into it). The
+/// status list matches the partial index `transfers_open` (0014) word for word, so that only
+/// open transfers are read, however many are closed.
+const OPEN_STEPS: &str = "FROM transfers t JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step \
+     LEFT JOIN schools sc ON cs.party_kind = 'school' AND sc.code = cs.party_code \
+     LEFT JOIN authorities a ON cs.party_kind = 'authority' AND a.region_code = cs.party_code \
+     WHERE t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review') \
+     AND cs.decision IS NULL \
+     AND ((COALESCE(sc.region_code, cs.party_code) >= $1 AND COALESCE(sc.region_code, cs.party_code) < $2) \
+          OR (cs.escalated_to >= $1 AND cs.escalated_to < $2))";
 
 fn step_label(code: &str) -> &'static str {
     match code {
@@ -152,18 +175,23 @@ impl App {
             .as_ref()
             .map(|r| r.subtree_range())
             .unwrap_or(("000000".into(), "999999".into()));
-        let rows: Vec<OpenStep> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT t.id AS transfer_id, t.student_name, cs.party_kind, cs.party_code, \
-             COALESCE(sc.region_code, cs.party_code) AS party_region, COALESCE(sc.name, a.name) AS party_name, \
-             cs.code, cs.due_date, cs.escalated_to \
-             FROM transfers t JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step \
-             LEFT JOIN schools sc ON cs.party_kind = 'school' AND sc.code = cs.party_code \
-             LEFT JOIN authorities a ON cs.party_kind = 'authority' AND a.region_code = cs.party_code \
-             WHERE t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review') \
-             AND cs.decision IS NULL \
-             AND ((COALESCE(sc.region_code, cs.party_code) >= $1 AND COALESCE(sc.region_code, cs.party_code) < $2) \
-                  OR (cs.escalated_to >= $1 AND cs.escalated_to < $2))"
-        ).bind(&lo).bind(&hi).fetch_all(p).await)?;
+        // Counted in the database per party and due date: a province has tens of thousands
+        // of open steps but only a few due dates per party.
+        let sql = format!(
+            "SELECT cs.party_kind, cs.party_code, COALESCE(sc.region_code, cs.party_code) AS party_region, \
+             COALESCE(sc.name, a.name) AS party_name, cs.due_date, cs.escalated_to, COUNT(*) AS n {OPEN_STEPS} \
+             GROUP BY cs.party_kind, cs.party_code, sc.region_code, sc.name, a.name, cs.due_date, cs.escalated_to"
+        );
+        let groups: Vec<OpenGroup> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(&lo).bind(&hi).fetch_all(p).await)?;
+        // The longest overdue first: the earliest due dates, with a margin for ties in working days.
+        let sql = format!(
+            "SELECT t.id AS transfer_id, t.student_name, COALESCE(sc.region_code, cs.party_code) AS party_region, \
+             COALESCE(sc.name, a.name) AS party_name, cs.code, cs.due_date, cs.escalated_to {OPEN_STEPS} \
+             AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300"
+        );
+        let late: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(&lo).bind(&hi).bind(self.clock.today()).fetch_all(p).await)?;
         let cal = self.calendar();
         let today = self.clock.today();
         let child_of = |code: &str| -> String {
@@ -179,7 +207,7 @@ impl App {
         let mut by_region: BTreeMap<String, Counts> = BTreeMap::new();
         let mut by_school: BTreeMap<String, (String, Counts)> = BTreeMap::new();
         let mut overdue = vec![];
-        for r in &rows {
+        for r in &groups {
             let od = r
                 .due_date
                 .map(|d| cal.overdue_working_days(d, today))
@@ -190,10 +218,10 @@ impl App {
             let in_region =
                 r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
             if in_region {
-                total.add(soon, od);
+                total.add(r.n, soon, od);
                 let child = child_of(&r.party_region);
                 if Some(&child) != own_code.as_ref() || r.party_kind == "school" {
-                    by_region.entry(child).or_default().add(soon, od);
+                    by_region.entry(child).or_default().add(r.n, soon, od);
                 }
                 if r.party_kind == "school" {
                     by_school
@@ -202,14 +230,22 @@ impl App {
                             (r.party_name.clone().unwrap_or_default(), Counts::default())
                         })
                         .1
-                        .add(soon, od);
+                        .add(r.n, soon, od);
                 }
             }
             let mine = (r.party_kind == "authority" && Some(&r.party_code) == own_code.as_ref())
                 || (r.escalated_to.is_some() && r.escalated_to == own_code);
             if mine {
-                own.add(soon, od);
+                own.add(r.n, soon, od);
             }
+        }
+        for r in &late {
+            let od = r
+                .due_date
+                .map(|d| cal.overdue_working_days(d, today))
+                .unwrap_or(0);
+            let in_region =
+                r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
             if od > 0 && in_region {
                 overdue.push(OverdueItem {
                     transfer_id: r.transfer_id,
