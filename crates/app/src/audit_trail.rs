@@ -48,7 +48,8 @@ pub struct AuditFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PruneReport {
     pub removed: u64,
-    /// The new anchor (last removed row), when rows were removed.
+    /// The newest of the new anchors (the last removed row of each pruned chain), when rows were
+    /// removed.
     pub anchor_seq: Option<i64>,
 }
 
@@ -91,9 +92,10 @@ impl App {
         Ok(Paged { items, total })
     }
 
-    /// Removes audit rows older than `keep_days` (≥ [`MIN_KEEP_DAYS`]). The hash of the last
-    /// removed row becomes the anchor that `audit::verify` starts from, so the rest of the chain
-    /// still verifies and any later tampering is still found. The pruning is itself audited.
+    /// Removes audit rows older than `keep_days` (≥ [`MIN_KEEP_DAYS`]). In each chain, the hash
+    /// of the last removed row becomes the anchor that `audit::verify` starts that chain from, so
+    /// the rest still verifies and any later tampering is still found. The pruning is itself
+    /// audited. (The scans here read the whole trail: pruning is a rare operator's job.)
     pub async fn prune_audit(&self, keep_days: i64) -> AppResult<PruneReport> {
         if keep_days < MIN_KEEP_DAYS {
             return Err(Error::validation(
@@ -105,32 +107,42 @@ impl App {
         let now = self.clock.now();
         let cutoff = now - Duration::days(keep_days);
         let mut tx = self.db.begin().await?;
-        // The first row to keep: everything before it goes, even if a later row is older (rows
-        // are removed from the start of the chain only, so what stays is one unbroken piece).
-        let keep_from: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
-            "SELECT MIN(seq) FROM audit_log WHERE at >= $1"
-        ).bind(cutoff).fetch_one(&mut *c).await)?;
-        let last: Option<(i64, String)> = match keep_from {
-            Some(k) => on_tx!(&mut tx, c => sqlx::query_as(
-                "SELECT seq, hash FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT 1"
-            ).bind(k).fetch_optional(&mut *c).await)?,
-            None => on_tx!(&mut tx, c => sqlx::query_as(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetch_optional(&mut *c).await)?,
-        };
-        let Some((anchor_seq, anchor_hash)) = last else {
+        // Per chain, the first row to keep: everything of that chain before it goes, even if a
+        // later row is older (rows are removed from the start of each chain only, so what stays
+        // of each chain is one unbroken piece, verified from its anchor).
+        let keep_from: Vec<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
+            "SELECT chain, MIN(seq) FROM audit_log WHERE at >= $1 GROUP BY chain"
+        ).bind(cutoff).fetch_all(&mut *c).await)?;
+        let keep_from: std::collections::HashMap<i64, i64> = keep_from.into_iter().collect();
+        let chains: Vec<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "SELECT DISTINCT chain FROM audit_log"
+        ).fetch_all(&mut *c).await)?;
+        let mut removed = 0u64;
+        let mut last_anchor: Option<i64> = None;
+        for chain in chains {
+            let limit = keep_from.get(&chain).copied().unwrap_or(i64::MAX);
+            let last: Option<(i64, String)> = on_tx!(&mut tx, c => sqlx::query_as(
+                "SELECT seq, hash FROM audit_log WHERE chain = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1"
+            ).bind(chain).bind(limit).fetch_optional(&mut *c).await)?;
+            let Some((anchor_seq, anchor_hash)) = last else {
+                continue;
+            };
+            removed += on_tx!(&mut tx, c => {
+                sqlx::query(
+                    "INSERT INTO audit_anchor (id, seq, hash, pruned_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, pruned_at = excluded.pruned_at",
+                ).bind(chain).bind(anchor_seq).bind(&anchor_hash).bind(now).execute(&mut *c).await?;
+                sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND seq <= $2")
+                    .bind(chain).bind(anchor_seq).execute(&mut *c).await.map(|r| r.rows_affected())?
+            });
+            last_anchor = last_anchor.max(Some(anchor_seq));
+        }
+        let Some(anchor_seq) = last_anchor else {
             return Ok(PruneReport {
                 removed: 0,
                 anchor_seq: None,
             });
         };
-        let removed = on_tx!(&mut tx, c => {
-            sqlx::query(
-                "INSERT INTO audit_anchor (id, seq, hash, pruned_at) VALUES (1, $1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, pruned_at = excluded.pruned_at",
-            ).bind(anchor_seq).bind(&anchor_hash).bind(now).execute(&mut *c).await?;
-            sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(anchor_seq).execute(&mut *c).await.map(|r| r.rows_affected())?
-        });
         audit::record(
             &mut tx,
             now,
