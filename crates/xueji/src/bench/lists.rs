@@ -3,8 +3,9 @@
 //! one request at a time over HTTP (p50 / p99 / max per query).
 //!
 //! The transfers are written straight into the tables (not a scenario): 河南-internal
-//! transfers between schools of different counties, 70 % completed, the rest waiting at each of
-//! the four reviews, approved or withdrawn, filed over the past year.
+//! transfers between schools of different counties, filed evenly over the past year; those of
+//! the last 30 days are open (waiting at one of the four reviews, or approved), the older ones
+//! completed, 5 % withdrawn or rejected.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -100,15 +101,19 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
             };
             let (f, t) = (&schools[&school], &schools[&to_school_id]);
             let tid = base_id + 1 + (transfers.len() / 25) as i64;
-            let filed = today - chrono::Duration::days((sid % 365) as i64);
-            let (status, current) = match sid % 20 {
-                0..=13 => ("completed", 4i64),
-                14 => ("in_school_review", 0),
-                15 => ("in_authority_review", 1),
-                16 => ("out_school_review", 2),
-                17 => ("out_authority_review", 3),
-                18 => ("approved", 4),
-                _ => ("withdrawn", 0),
+            let age = sid % 365;
+            let filed = today - chrono::Duration::days(age);
+            // Filed in the last 30 days: still open at one of the four reviews, or approved;
+            // older: completed, 5 % withdrawn or rejected (the share of a real year).
+            let (status, current) = match (age < 30, sid % 20) {
+                (true, 0..=3) => ("in_school_review", 0i64),
+                (true, 4..=7) => ("in_authority_review", 1),
+                (true, 8..=11) => ("out_school_review", 2),
+                (true, 12..=15) => ("out_authority_review", 3),
+                (true, _) => ("approved", 4),
+                (false, 0) => ("withdrawn", 0),
+                (false, 1) => ("rejected", 2),
+                (false, _) => ("completed", 4),
             };
             let done = status == "completed";
             transfers.extend([
@@ -146,7 +151,9 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                     _ => f.region.clone(),
                 };
                 let decided = (idx as i64) < current || done;
-                let waiting = (idx as i64) == current && !done && status != "withdrawn";
+                let waiting = (idx as i64) == current
+                    && !done
+                    && !matches!(status, "withdrawn" | "rejected");
                 let began = filed + chrono::Duration::days(idx as i64 * 2);
                 steps.push(vec![
                     V::I(tid),

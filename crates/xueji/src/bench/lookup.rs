@@ -56,7 +56,7 @@ async fn hammer(
             (client.clone(), keys.clone(), next.clone(), make_url.clone());
         let token = token.map(str::to_string);
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(100_000);
+            let mut lat = Vec::new();
             let mut errors = 0usize;
             let mut i = t * 7919;
             loop {
