@@ -611,6 +611,47 @@ impl App {
         Ok(())
     }
 
+    /// Exempts an account from the required TOTP second factor, or ends its exemption (a
+    /// service account whose scripts cannot give a code; the demo accounts are exempt from the
+    /// start): the security administrator only, never for their own account. An exempt account
+    /// that has enrolled still gives its code.
+    pub async fn set_totp_exempt(
+        &self,
+        actor: &CurrentUser,
+        username: &str,
+        exempt: bool,
+    ) -> AppResult<()> {
+        if actor.role != Role::SecurityAdmin {
+            return Err(Error::forbidden("只有安全管理员可以设置动态口令豁免").into());
+        }
+        let Some(t) = self.target(username).await? else {
+            return Err(Error::not_found("账号").into());
+        };
+        if t.id == actor.id {
+            return Err(Error::forbidden("不能设置本人账号的动态口令豁免").into());
+        }
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query("UPDATE users SET totp_exempt = $1 WHERE id = $2")
+            .bind(exempt).bind(t.id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.audit_actor(),
+            AuditEvent {
+                action: "totp_exempt",
+                entity_type: "user",
+                entity_id: t.id.to_string(),
+                before: None,
+                after: Some(serde_json::json!({ "username": t.username, "exempt": exempt })),
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The system administrator creates an account with an initial password; the user must
     /// change it before doing anything else.
     pub async fn create_account(

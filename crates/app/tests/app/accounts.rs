@@ -786,6 +786,36 @@ async fn authority_and_national_accounts_must_enrol_totp_unless_exempt() {
             .await
             .expect("password and code");
         assert!(!ok.must_enrol_totp);
+        // The security administrator may exempt an account (a script's) and end the exemption.
+        let sec = user(&app, "secadmin").await;
+        app.set_totp_exempt(&sec, "moe-op", true)
+            .await
+            .expect("exempt");
+        assert!(!due(&app, &national.token).await, "{b:?}: exempt");
+        app.set_totp_exempt(&sec, "moe-op", false)
+            .await
+            .expect("no longer");
+        assert!(due(&app, &national.token).await, "{b:?}: required again");
+        for (who, target) in [
+            ("moe", "moe-op"),
+            ("sysadmin", "moe-op"),
+            ("secadmin", "secadmin"),
+        ] {
+            let actor = user(&app, who).await;
+            assert_eq!(
+                refused(app.set_totp_exempt(&actor, target, true).await),
+                ErrorCode::Forbidden,
+                "{b:?}: {who} on {target}"
+            );
+        }
+        assert_eq!(
+            count(
+                &app.db,
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'totp_exempt'"
+            )
+            .await,
+            2
+        );
         // The operator decides: `none` lifts the requirement, `all` extends it to schools.
         app.set_accounts(AccountPolicy {
             totp_required: TotpRequired::None,

@@ -248,6 +248,28 @@ pub async fn reset_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpExemptBody {
+    /// `true`: the account need not enrol a second factor; `false`: it must (if its role does).
+    pub exempt: bool,
+}
+
+/// Exempts an account from the required TOTP second factor, or ends the exemption (security
+/// administrator only; not their own account).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/totp-exempt", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = TotpExemptBody,
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn totp_exempt(
+    State(s): State<AppState>,
+    ApiUser(u): ApiUser,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(b): ApiJson<TotpExemptBody>,
+) -> ApiResult<StatusCode> {
+    s.app.set_totp_exempt(&u, &username, b.exempt).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
     pub action: Option<String>,

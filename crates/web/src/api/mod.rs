@@ -66,6 +66,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::change_role))
         .routes(routes!(accounts::unseal))
         .routes(routes!(accounts::reset_totp))
+        .routes(routes!(accounts::totp_exempt))
         .routes(routes!(accounts::audit))
         .routes(routes!(accounts::settings))
         .routes(routes!(reference::regions))

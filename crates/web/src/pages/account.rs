@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/logout-all", post(logout_all))
         .route("/account/new", post(create))
         .route("/account/unseal", post(unseal))
+        .route("/account/totp-exempt", post(totp_exempt))
         .route("/audit", get(audit))
 }
 
@@ -113,6 +114,9 @@ pub struct AccountPage {
     /// accounts below them.
     may_unseal: bool,
     unseal_username: String,
+    /// The security administrator sets TOTP exemptions.
+    may_exempt: bool,
+    exempt_username: String,
     /// Typed values of the account form (kept on an error).
     new_username: String,
     new_display_name: String,
@@ -227,6 +231,8 @@ async fn account_page(s: &AppState, u: &WebUser) -> PageResult<AccountPage> {
             Role::SecurityAdmin | Role::AuthorityAdmin | Role::NationalAdmin
         ),
         unseal_username: String::new(),
+        may_exempt: u.user.role == Role::SecurityAdmin,
+        exempt_username: String::new(),
         new_username: String::new(),
         new_display_name: String::new(),
         new_role: "school_admin".into(),
@@ -431,6 +437,36 @@ pub async fn unseal(
             e.field = Some("unseal_username");
             p.error = Some(e);
             p.unseal_username = username;
+        }
+    }
+    Ok(p)
+}
+
+/// 动态口令豁免: the security administrator exempts an account from the required second factor
+/// or ends its exemption.
+pub async fn totp_exempt(
+    State(s): State<AppState>,
+    u: WebUser,
+    form: Result<axum::Form<Pairs>, FormRejection>,
+) -> PageResult<AccountPage> {
+    let pairs = form_pairs(form);
+    let mut p = account_page(&s, &u).await?;
+    check_csrf(&u, &last_value(&pairs, "_csrf")).map_err(|e| p.layout.fail(e))?;
+    let username = last_value(&pairs, "username");
+    let exempt = last_value(&pairs, "exempt") == "true";
+    match s.app.set_totp_exempt(&u.user, &username, exempt).await {
+        Ok(()) => {
+            p.done = Some(if exempt {
+                format!("账号 {} 已豁免动态口令", username.trim())
+            } else {
+                format!("账号 {} 已取消豁免，须绑定动态口令", username.trim())
+            })
+        }
+        Err(e) => {
+            let mut e = user_error(e);
+            e.field = Some("exempt_username");
+            p.error = Some(e);
+            p.exempt_username = username;
         }
     }
     Ok(p)

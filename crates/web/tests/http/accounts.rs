@@ -605,6 +605,23 @@ async fn an_authority_account_must_enrol_a_second_factor_before_anything_else() 
         let t = srv.login("edu410105").await;
         assert_eq!(srv.get("/api/v1/schools", &t).await.status(), 200);
 
+        // The security administrator exempts an account; nobody else may.
+        let sec = srv.login("secadmin").await;
+        let exempt = json!({ "exempt": true });
+        let res = post_json(
+            &srv,
+            "/api/v1/accounts/county-op/totp-exempt",
+            &sec,
+            exempt.clone(),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 204, "{b:?}");
+        expect_problem(
+            post_json(&srv, "/api/v1/accounts/county-op/totp-exempt", &sys, exempt).await,
+            403,
+            "forbidden",
+        )
+        .await;
         // Pages: every page sends the user to enrolment, which says why in Chinese.
         let c = web_client();
         let res = web_login_with(&srv, &c, "county-op2", "Mine#Pass2026", "").await;

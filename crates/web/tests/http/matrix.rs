@@ -58,6 +58,10 @@ const EXPECTED: &[(&str, &str)] = &[
         "POST /api/v1/accounts/{username}/totp-reset",
         "FFFFFFFFFFFAF",
     ),
+    (
+        "POST /api/v1/accounts/{username}/totp-exempt",
+        "FFFFFFFFFFFAF",
+    ),
     ("GET /api/v1/audit", "FFFFFFFFFFFFA"),
     ("GET /api/v1/security/settings", "FFFFFFFFFFFAF"),
     // Every signed-in user manages their own sign-in.
