@@ -461,14 +461,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: AuditWhat::Verify { db },
         } => {
             let app = open(&db.url(DEFAULT_DB)).await?;
-            match xueji_app::audit::verify(&app.db).await? {
-                xueji_app::audit::ChainCheck::Intact { rows } => {
-                    println!("audit chain intact: {rows} rows")
-                }
-                xueji_app::audit::ChainCheck::Broken { seq, reason } => {
-                    anyhow::bail!("audit chain broken at row {seq}: {reason}")
-                }
+            // Every chain is checked; each broken one is named with its first broken link.
+            let chains = xueji_app::audit::verify_chains(&app.db).await?;
+            let rows: u64 = chains.iter().map(|c| c.rows).sum();
+            let broken: Vec<String> = chains
+                .iter()
+                .filter_map(|c| {
+                    c.broken
+                        .as_ref()
+                        .map(|(seq, why)| format!("chain {} at row {seq}: {why}", c.chain))
+                })
+                .collect();
+            if !broken.is_empty() {
+                anyhow::bail!("audit chain broken: {}", broken.join("; "))
             }
+            println!("audit chain intact: {rows} rows in {} chains", chains.len())
         }
         Command::Audit {
             what: AuditWhat::Prune { keep_days, db },
