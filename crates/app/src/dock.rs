@@ -1129,6 +1129,36 @@ impl App {
         }
         let to_p = province_of(&t.to_region);
         let from_p = province_of(&t.from_region);
+        // The same action again under another key — the first answer was lost when the hub
+        // died between the change's commit and storing the answer, or a person queued it twice:
+        // already done by this province's system, so the answer is the transfer as it is and
+        // nothing changes (rather than a `conflict` for its own decision).
+        let mine_p = |p: &str| p == caller.province;
+        let done = match d.decision.as_str() {
+            "approve" | "reject" => d.step.as_deref().is_some_and(|code| {
+                steps.iter().any(|s| {
+                    s.spec().code() == code
+                        && s.decision.as_deref() == Some(d.decision.as_str())
+                        && s.actor_user_id == Some(caller.user_id)
+                })
+            }),
+            "pull_file" => {
+                mine_p(&to_p)
+                    && matches!(
+                        t.status.as_str(),
+                        "file_pulled" | "paper_sent" | "completed"
+                    )
+            }
+            "paper_sent" => {
+                mine_p(&from_p) && matches!(t.status.as_str(), "paper_sent" | "completed")
+            }
+            "paper_received" => mine_p(&to_p) && t.status == "completed",
+            "withdraw" => mine_p(&to_p) && t.status == "withdrawn",
+            _ => false,
+        };
+        if done {
+            return self.transfer(&Self::dock_view_user(caller), id).await;
+        }
         let school_actor = |code: &str| Actor {
             // 0: no person of the hub; the province's own system is the one that acts.
             user_id: 0,

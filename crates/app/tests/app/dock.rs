@@ -994,6 +994,25 @@ async fn the_node_roll_follows_pulled_transfers_once() {
             let id_sql = format!("SELECT id_number FROM students WHERE id = {whose}");
             assert_eq!(text(&node.db, &id_sql).await, text(&hub.db, &id_sql).await);
         }
+        // The hub: the same action again under a new key (an answer lost in a crash) is already
+        // done — answered with the transfer as it is, nothing changes.
+        let v = hub.transfer(&hub_moe, t_out).await.unwrap().version;
+        for (id, d) in [
+            (t_out, decision("approve", Some("out_school"))),
+            (ins[0].0, decision("pull_file", None)),
+            (w, decision("withdraw", None)),
+        ] {
+            hub.dock_decide(&c, id, &d).await.expect("already done");
+        }
+        assert_eq!(hub.transfer(&hub_moe, t_out).await.unwrap().version, v);
+        assert_eq!(
+            refused(
+                hub.dock_decide(&c, t_out, &decision("reject", Some("out_school")))
+                    .await
+            ),
+            ErrorCode::Conflict,
+            "the other decision of a decided step is still refused"
+        );
         // The 河南 school on the node no longer lists the first; the withdrawn one stays there.
         let hn_node = user(&node, "4101050001-admin").await;
         let at_hn = node
