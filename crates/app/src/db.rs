@@ -17,7 +17,8 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -61,6 +62,26 @@ impl Tx {
 pub struct Batcher {
     pool: SqlitePool,
     state: Arc<Mutex<Batch>>,
+    stats: Arc<GroupCommitStats>,
+}
+
+/// Counters of the SQLite group commit since the database was opened (for the benchmark).
+#[derive(Debug, Default)]
+pub struct GroupCommitStats {
+    /// Logical transactions released into a batch.
+    pub released: AtomicU64,
+    /// Physical commits (each one fsync at `synchronous=FULL`).
+    pub commits: AtomicU64,
+    /// Nanoseconds the writer was held by logical transactions, from `begin` to their release.
+    pub held_ns: AtomicU64,
+    /// Nanoseconds in physical COMMITs.
+    pub commit_ns: AtomicU64,
+    /// Nanoseconds callers waited, after their release, for the commit holding them.
+    pub wait_ns: AtomicU64,
+}
+
+fn add_ns(counter: &AtomicU64, since: Instant) {
+    counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 #[derive(Default)]
@@ -71,10 +92,17 @@ struct Batch {
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// A flush has been scheduled and not yet run.
     flush_scheduled: bool,
-    /// A savepoint left by a dropped logical transaction, to be rolled back before anything else.
-    abandoned: Option<String>,
-    next_savepoint: u64,
+    /// A dropped logical transaction left its savepoint open: roll it back before anything else.
+    abandoned: bool,
+    stats: Arc<GroupCommitStats>,
 }
+
+/// Logical transactions follow one another (each holds the batch until it is released), so one
+/// savepoint name serves them all, and its three statements stay prepared in sqlx's cache instead
+/// of a new text per transaction pushing the real queries out of it.
+const SAVEPOINT: &str = "SAVEPOINT xj";
+const RELEASE: &str = "RELEASE xj";
+const ROLLBACK_TO: &str = "ROLLBACK TO xj";
 
 impl Batch {
     fn conn(&mut self) -> &mut sqlx::SqliteConnection {
@@ -83,16 +111,10 @@ impl Batch {
 
     /// Rolls back a savepoint that a dropped logical transaction left behind.
     async fn clean_up(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(sp) = self.abandoned.take()
-            && self.tx.is_some()
-        {
+        if std::mem::take(&mut self.abandoned) && self.tx.is_some() {
             let c = self.conn();
-            sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO {sp}")))
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {sp}")))
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(ROLLBACK_TO).execute(&mut *c).await?;
+            sqlx::query(RELEASE).execute(&mut *c).await?;
         }
         Ok(())
     }
@@ -101,8 +123,8 @@ impl Batch {
 /// One logical transaction on SQLite: a savepoint inside the current batch.
 pub struct SqliteTx {
     guard: Option<OwnedMutexGuard<Batch>>,
-    savepoint: String,
     state: Arc<Mutex<Batch>>,
+    began: Instant,
 }
 
 impl SqliteTx {
@@ -116,17 +138,18 @@ impl SqliteTx {
 
     async fn commit(mut self) -> Result<(), AppError> {
         let mut guard = self.guard.take().expect("open logical transaction");
-        let released = sqlx::query(sqlx::AssertSqlSafe(format!("RELEASE {}", self.savepoint)))
-            .execute(guard.conn())
-            .await;
+        let released = sqlx::query(RELEASE).execute(guard.conn()).await;
         if let Err(e) = released {
-            guard.abandoned = Some(self.savepoint.clone());
+            guard.abandoned = true;
             if !guard.flush_scheduled {
                 guard.flush_scheduled = true;
                 tokio::spawn(flush(self.state.clone()));
             }
             return Err(e.into());
         }
+        let stats = guard.stats.clone();
+        add_ns(&stats.held_ns, self.began);
+        stats.released.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         guard.waiters.push(tx);
         if !guard.flush_scheduled {
@@ -136,7 +159,10 @@ impl SqliteTx {
             tokio::spawn(flush(self.state.clone()));
         }
         drop(guard);
-        match rx.await {
+        let waiting = Instant::now();
+        let result = rx.await;
+        add_ns(&stats.wait_ns, waiting);
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AppError::Other(format!("commit failed: {e}"))),
             Err(_) => Err(AppError::Other("commit abandoned".into())),
@@ -149,7 +175,7 @@ impl Drop for SqliteTx {
         // Not committed (an error, or the future was dropped): undo this savepoint before the
         // batch goes on. Its guard is still held here, so nobody else ran in between.
         if let Some(mut g) = self.guard.take() {
-            g.abandoned = Some(self.savepoint.clone());
+            g.abandoned = true;
             // The physical transaction must not stay open holding the only writer connection
             // when no other writer follows: flush it (rolling this savepoint back first).
             if !g.flush_scheduled
@@ -168,8 +194,15 @@ async fn flush(state: Arc<Mutex<Batch>>) {
     g.flush_scheduled = false;
     let cleaned = g.clean_up().await;
     let waiters = std::mem::take(&mut g.waiters);
+    let stats = g.stats.clone();
     let result = match (g.tx.take(), cleaned) {
-        (Some(tx), Ok(())) => tx.commit().await.map_err(|e| e.to_string()),
+        (Some(tx), Ok(())) => {
+            let t0 = Instant::now();
+            let r = tx.commit().await.map_err(|e| e.to_string());
+            add_ns(&stats.commit_ns, t0);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            r
+        }
         (Some(tx), Err(e)) => {
             let _ = tx.rollback().await;
             Err(e.to_string())
@@ -185,6 +218,7 @@ async fn flush(state: Arc<Mutex<Batch>>) {
 impl Batcher {
     async fn begin(&self) -> Result<SqliteTx, AppError> {
         let mut g = self.state.clone().lock_owned().await;
+        let began = Instant::now();
         if let Err(e) = g.clean_up().await {
             // The physical transaction is unusable: fail everyone pending on it.
             if let Some(tx) = g.tx.take() {
@@ -198,15 +232,11 @@ impl Batcher {
         if g.tx.is_none() {
             g.tx = Some(self.pool.begin().await?);
         }
-        g.next_savepoint += 1;
-        let savepoint = format!("xj{}", g.next_savepoint);
-        sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {savepoint}")))
-            .execute(g.conn())
-            .await?;
+        sqlx::query(SAVEPOINT).execute(g.conn()).await?;
         Ok(SqliteTx {
             guard: Some(g),
-            savepoint,
             state: self.state.clone(),
+            began,
         })
     }
 }
@@ -238,6 +268,12 @@ macro_rules! on_tx {
         }
     };
 }
+
+/// PostgreSQL connections of one process: a step holds one for its transaction while the other
+/// clients' reads go on beside it.
+const PG_POOL_SIZE: u32 = 16;
+/// A pooled PostgreSQL connection idle longer than this is pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
 /// SQLite durability of commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -276,8 +312,20 @@ impl Db {
                 let _ = c.close().await;
             }
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(PG_POOL_SIZE)
                 .acquire_timeout(Duration::from_secs(10))
+                // sqlx pings every connection it hands out: a round trip per statement run on the
+                // pool. Ping only one that sat idle long enough for the server to have dropped it.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > IDLE_BEFORE_PING {
+                            use sqlx::Connection;
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(opts)
                 .await?;
             return Ok(Db::Postgres(pool));
@@ -299,26 +347,43 @@ impl Db {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
+        // A file connection cannot be dropped by a server: no ping before each use (sqlx's default
+        // costs a round trip to the connection's thread per statement).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.clone())
             .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
+        let stats = Arc::new(GroupCommitStats::default());
         let batcher = Arc::new(Batcher {
             pool: writer.clone(),
-            state: Arc::new(Mutex::new(Batch::default())),
+            state: Arc::new(Mutex::new(Batch {
+                stats: stats.clone(),
+                ..Batch::default()
+            })),
+            stats,
         });
         Ok(Db::Sqlite {
             writer,
             readers,
             batcher,
         })
+    }
+
+    /// The SQLite group commit's counters (`None` on PostgreSQL).
+    pub fn group_commit_stats(&self) -> Option<Arc<GroupCommitStats>> {
+        match self {
+            Db::Sqlite { batcher, .. } => Some(batcher.stats.clone()),
+            Db::Postgres(_) => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -47,6 +47,38 @@ pub async fn notify(
     Ok(())
 }
 
+/// Adds the notifications of one change inside its transaction, in one INSERT: (organisation,
+/// kind, text) each.
+pub async fn notify_all(
+    tx: &mut Tx,
+    transfer_id: Option<i64>,
+    at: DateTime<Utc>,
+    notices: &[(&OrgRef, &str, String)],
+) -> AppResult<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let values = (0..notices.len())
+        .map(|i| {
+            let p = i * 4;
+            format!("(${}, ${}, ${}, ${}, $1, $2)", p + 3, p + 4, p + 5, p + 6)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO notifications (org_kind, org_code, kind, text, transfer_id, created_at) VALUES {values}"
+    );
+    on_tx!(tx, conn => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(transfer_id).bind(at);
+        for (org, kind, text) in notices {
+            let (k, c) = org_key(org);
+            q = q.bind(k).bind(c).bind(*kind).bind(text.as_str());
+        }
+        q.execute(&mut *conn).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 impl App {
     /// The caller organisation's messages, newest first.
     pub async fn notifications(

@@ -22,7 +22,7 @@ use crate::audit::{self, AuditActor, AuditEvent};
 use crate::auth::{CurrentUser, Scope};
 use crate::db::Tx;
 use crate::error::{AppError, AppResult};
-use crate::notifications::notify;
+use crate::notifications::notify_all;
 use crate::reference::SchoolOut;
 use crate::{App, on_pool, on_tx};
 
@@ -247,15 +247,45 @@ pub(crate) struct TransferRow {
     pub(crate) to_class_name: String,
 }
 
-const TRANSFER_SELECT: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.student_no, t.student_name, \
+/// The detail's one read: the transfer columns repeat on every step row, ordered by step (one
+/// row with null step columns if the chain is empty).
+const LOAD_SQL: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.student_no, t.student_name, \
     t.from_school_id, t.to_school_id, t.from_school, t.to_school, t.from_authority, t.to_authority, \
     t.from_region, t.to_region, t.from_grade, t.to_grade, t.to_class_id, t.reason, t.filed_by, t.current_step, \
     t.version, t.created_at, t.updated_at, t.approved_at, t.pulled_at, t.paper_due_date, t.paper_sent_at, \
     t.paper_method, t.paper_sent_note, t.paper_received_at, t.paper_received_note, t.withdraw_reason, \
     t.from_policy_version, t.to_policy_version, t.query_code, t.closed_reason, \
-    fs.name AS from_school_name, ts.name AS to_school_name, c.name AS to_class_name \
+    fs.name AS from_school_name, ts.name AS to_school_name, c.name AS to_class_name, \
+    (SELECT COUNT(*) FROM transfer_evidence e WHERE e.transfer_id = t.id) AS evidence_count, \
+    (SELECT r.name FROM docked_provinces d JOIN regions r ON r.code = d.province \
+     WHERE d.province = substr(t.from_region, 1, 2) || '0000') AS from_docked, \
+    (SELECT r.name FROM docked_provinces d JOIN regions r ON r.code = d.province \
+     WHERE d.province = substr(t.to_region, 1, 2) || '0000') AS to_docked, \
+    st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
+    st.actor_user_id, u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
+    COALESCE(sc.name, a.name) AS party_name, st.deadline_days, st.overdue_action, st.escalated_to, st.auto_decided \
     FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
-    JOIN classes c ON c.id = t.to_class_id";
+    JOIN classes c ON c.id = t.to_class_id \
+    LEFT JOIN transfer_steps st ON st.transfer_id = t.id LEFT JOIN users u ON u.id = st.actor_user_id \
+    LEFT JOIN schools sc ON st.party_kind = 'school' AND sc.code = st.party_code \
+    LEFT JOIN authorities a ON st.party_kind = 'authority' AND a.region_code = st.party_code \
+    WHERE t.id = $1 ORDER BY st.idx";
+
+/// What [`LOAD_SQL`] reads besides the transfer and its steps.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct LoadExtra {
+    pub(crate) evidence_count: i64,
+    /// The names of the sending / receiving provinces if they are docked (对接).
+    pub(crate) from_docked: Option<String>,
+    pub(crate) to_docked: Option<String>,
+}
+
+/// A transfer as one action or one detail needs it.
+pub(crate) struct Loaded {
+    pub(crate) t: TransferRow,
+    pub(crate) steps: Vec<StepRow>,
+    pub(crate) extra: LoadExtra,
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct StepRow {
@@ -348,6 +378,35 @@ fn notice_text(notice: Notice, kind: TransferKind, t: &NoticeCtx) -> String {
     }
 }
 
+/// The transition's UPDATE for an action: `$1` status, `$2` current step, `$3` now, `$4` id,
+/// `$5` the version read; then the action's own values. It returns whether a docked province
+/// takes part (no row: the version moved on).
+fn update_sql(action: &Action, approved: bool) -> &'static str {
+    macro_rules! update {
+        ($set:literal) => {
+            concat!(
+                "UPDATE transfers SET status = $1, current_step = $2, version = version + 1, updated_at = $3",
+                $set,
+                " WHERE id = $4 AND version = $5 RETURNING (SELECT COUNT(*) FROM docked_provinces d \
+                 WHERE d.province = substr(transfers.from_region, 1, 2) || '0000' \
+                 OR d.province = substr(transfers.to_region, 1, 2) || '0000')"
+            )
+        };
+    }
+    match action {
+        Action::Review { .. } if approved => update!(", approved_at = $3"),
+        Action::Review { .. } => update!(""),
+        Action::Withdraw { .. } => update!(", withdraw_reason = $6"),
+        Action::PullFile => update!(", pulled_at = $3, paper_due_date = $6"),
+        Action::PaperSent { .. } => {
+            update!(", paper_sent_at = $3, paper_method = $6, paper_sent_note = $7")
+        }
+        Action::PaperReceived { .. } => {
+            update!(", paper_received_at = $3, paper_received_note = $6")
+        }
+    }
+}
+
 /// Who an action is recorded as: a user, or the system (逾期视为同意).
 pub(crate) struct Who {
     pub user_id: Option<i64>,
@@ -405,19 +464,29 @@ pub struct TransferFilter {
 
 impl App {
     pub(crate) async fn load(&self, id: i64) -> AppResult<Option<(TransferRow, Vec<StepRow>)>> {
-        let sql = format!("{TRANSFER_SELECT} WHERE t.id = $1");
-        let row: Option<TransferRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(p).await)?;
-        let Some(row) = row else { return Ok(None) };
-        let steps: Vec<StepRow> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT st.idx, st.side, st.role, st.party_kind, st.party_code, st.shared, st.decision, st.opinion, \
-             st.actor_user_id, u.username AS actor_username, st.actor_name, st.decided_at, st.began_on, st.due_date, \
-             COALESCE(sc.name, a.name) AS party_name, st.deadline_days, st.overdue_action, st.escalated_to, st.auto_decided \
-             FROM transfer_steps st LEFT JOIN users u ON u.id = st.actor_user_id \
-             LEFT JOIN schools sc ON st.party_kind = 'school' AND sc.code = st.party_code \
-             LEFT JOIN authorities a ON st.party_kind = 'authority' AND a.region_code = st.party_code \
-             WHERE st.transfer_id = $1 ORDER BY st.idx"
-        ).bind(id).fetch_all(p).await)?;
-        Ok(Some((row, steps)))
+        Ok(self.load_full(id).await?.map(|l| (l.t, l.steps)))
+    }
+
+    /// The transfer, its steps, and what its answer needs besides (evidence count, docked
+    /// provinces) in ONE query: a step is a round trip per statement, so this is the only read.
+    pub(crate) async fn load_full(&self, id: i64) -> AppResult<Option<Loaded>> {
+        use sqlx::{FromRow, Row};
+        let loaded = on_pool!(self.db.read(), p => {
+            let rows = sqlx::query(LOAD_SQL).bind(id).fetch_all(p).await?;
+            match rows.first() {
+                None => None,
+                Some(first) => Some(Loaded {
+                    t: TransferRow::from_row(first)?,
+                    extra: LoadExtra::from_row(first)?,
+                    steps: rows
+                        .iter()
+                        .filter(|r| matches!(r.try_get::<Option<i64>, _>("idx"), Ok(Some(_))))
+                        .map(StepRow::from_row)
+                        .collect::<Result<_, _>>()?,
+                }),
+            }
+        });
+        Ok(loaded)
     }
 
     /// Whether the caller may see a transfer: a party to it, an authority over either school, or
@@ -555,26 +624,37 @@ impl App {
 
     /// The transfer's detail (明细), if the caller may see it.
     pub async fn transfer(&self, user: &CurrentUser, id: i64) -> AppResult<TransferDetail> {
-        let Some((t, steps)) = self.load(id).await? else {
+        let Some(l) = self.load_full(id).await? else {
             return Err(Error::not_found("该转学申请").into());
         };
-        if !self.may_see(user, &t, &steps) {
+        if !self.may_see(user, &l.t, &l.steps) {
             return Err(Error::not_found("该转学申请").into());
         }
-        let evidence: Vec<(i64, String, String, i64)> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT id, filename, content_type, size FROM transfer_evidence WHERE transfer_id = $1 ORDER BY id"
-        ).bind(id).fetch_all(p).await)?;
-        let evidence = evidence
-            .into_iter()
-            .map(|(id, filename, content_type, size)| EvidenceOut {
-                id,
-                filename,
-                content_type,
-                size,
-            })
-            .collect();
-        let mut detail = self.detail_of(user, t, steps, evidence);
-        self.dock_annotate(&mut detail).await?;
+        self.answer(user, l).await
+    }
+
+    /// The detail of a loaded transfer; reads more only when it has evidence or a docked party.
+    async fn answer(&self, user: &CurrentUser, l: Loaded) -> AppResult<TransferDetail> {
+        let evidence = if l.extra.evidence_count > 0 {
+            let rows: Vec<(i64, String, String, i64)> = on_pool!(self.db.read(), p => sqlx::query_as(
+                "SELECT id, filename, content_type, size FROM transfer_evidence WHERE transfer_id = $1 ORDER BY id"
+            ).bind(l.t.id).fetch_all(p).await)?;
+            rows.into_iter()
+                .map(|(id, filename, content_type, size)| EvidenceOut {
+                    id,
+                    filename,
+                    content_type,
+                    size,
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let docked = l.extra.from_docked.is_some() || l.extra.to_docked.is_some();
+        let mut detail = self.detail_of(user, l.t, l.steps, evidence);
+        if docked {
+            self.dock_annotate(&mut detail).await?;
+        }
         Ok(detail)
     }
 
@@ -802,19 +882,20 @@ impl App {
         let query_code = new_query_code();
 
         let mut tx = self.db.begin().await?;
-        let id: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
+        // The new row's id, and whether a docked province takes part (only then has the outbox work).
+        let (id, docked): (i64, i64) = on_tx!(&mut tx, c => sqlx::query_as(
             "INSERT INTO transfers (kind, status, student_id, student_no, student_name, from_school_id, to_school_id, \
              from_school, to_school, from_authority, to_authority, from_region, to_region, from_grade, from_class_id, \
              to_grade, to_class_id, reason, filed_by, current_step, version, created_at, updated_at, \
              from_policy_version, to_policy_version, query_code) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20, $21, $22, $23) \
-             RETURNING id"
+             RETURNING id, (SELECT COUNT(*) FROM docked_provinces d WHERE d.province = $24 OR d.province = $25)"
         )
         .bind(kind.as_str()).bind(state.status.as_str()).bind(st.id).bind(&st.student_no).bind(&st.name)
         .bind(from_school.id).bind(to_school.id).bind(&from_school.code).bind(&to_school.code)
         .bind(&from_school.authority).bind(&to_school.authority).bind(&from_school.region).bind(&to_school.region)
         .bind(&from_grade).bind(st.class_id).bind(grade.code()).bind(req.to_class_id).bind(reason).bind(user.id).bind(now)
-        .bind(from_version).bind(to_version).bind(&query_code)
+        .bind(from_version).bind(to_version).bind(&query_code).bind(&from_province).bind(&to_province)
         .fetch_one(&mut *c).await)?;
         // The business lock: the primary key refuses a second open business for this student.
         let locked = on_tx!(&mut tx, c => sqlx::query(
@@ -832,25 +913,53 @@ impl App {
             }
             return Err(e);
         }
-        for (idx, step) in state.chain.iter().enumerate() {
-            let (kind_s, code) = crate::notifications::org_key(&step.party);
-            let (began, due_on) = if idx == 0 {
-                (Some(today), Some(due))
-            } else {
-                (None, None)
-            };
-            let side_policy = if step.side == Side::In {
-                &to_policy
-            } else {
-                &from_policy
-            };
-            on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, due_date, \
-                 deadline_days, overdue_action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ).bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
-            .bind(kind_s).bind(&code).bind(step.shared).bind(began).bind(due_on)
-            .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action))
-            .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        // The whole chain in one INSERT.
+        if !state.chain.is_empty() {
+            let values = (0..state.chain.len())
+                .map(|i| {
+                    let p = i * 12;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7,
+                        p + 8,
+                        p + 9,
+                        p + 10,
+                        p + 11,
+                        p + 12
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let steps_sql = format!(
+                "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, \
+             due_date, deadline_days, overdue_action) VALUES {values}"
+            );
+            on_tx!(&mut tx, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(steps_sql.as_str()));
+                for (idx, step) in state.chain.iter().enumerate() {
+                    let (kind_s, code) = crate::notifications::org_key(&step.party);
+                    let (began, due_on) = if idx == 0 {
+                        (Some(today), Some(due))
+                    } else {
+                        (None, None)
+                    };
+                    let side_policy = if step.side == Side::In {
+                        &to_policy
+                    } else {
+                        &from_policy
+                    };
+                    q = q.bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
+                        .bind(kind_s).bind(code).bind(step.shared).bind(began).bind(due_on)
+                        .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action));
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
         }
         for (f, ct) in &files {
             on_tx!(&mut tx, c => sqlx::query(
@@ -865,17 +974,11 @@ impl App {
             step_label: String::new(),
             due: Some(due),
         };
-        for (org, n) in notices {
-            notify(
-                &mut tx,
-                &org,
-                n.as_str(),
-                Some(id),
-                &notice_text(n, kind, &ctx),
-                now,
-            )
-            .await?;
-        }
+        let notices: Vec<(&OrgRef, &str, String)> = notices
+            .iter()
+            .map(|(org, n)| (org, n.as_str(), notice_text(*n, kind, &ctx)))
+            .collect();
+        notify_all(&mut tx, Some(id), now, &notices).await?;
         audit::record(
             &mut tx,
             now,
@@ -895,7 +998,9 @@ impl App {
             None,
         )
         .await?;
-        crate::dock::outbox(&mut tx, id, "transfer.file", now).await?;
+        if docked > 0 {
+            crate::dock::outbox(&mut tx, id, "transfer.file", now).await?;
+        }
         tx.commit().await?;
         self.transfer(user, id).await
     }
@@ -975,14 +1080,18 @@ impl App {
         action: Action,
         method: Option<String>,
     ) -> AppResult<TransferDetail> {
-        let Some((t, steps)) = self.load(id).await? else {
+        let Some(mut l) = self.load_full(id).await? else {
             return Err(Error::not_found("该转学申请").into());
         };
-        if !self.may_see(user, &t, &steps) {
+        let (t, steps) = (&l.t, &l.steps);
+        if !self.may_see(user, t, steps) {
             return Err(Error::not_found("该转学申请").into());
         }
-        self.refuse_docked(user, &t, &steps, &action).await?;
-        let state = Self::state_of(&t, &steps);
+        // Every party of a transfer is in its sending or receiving province.
+        if l.extra.from_docked.is_some() || l.extra.to_docked.is_some() {
+            self.refuse_docked(user, t, steps, &action).await?;
+        }
+        let state = Self::state_of(t, steps);
         let mut actor = user.actor();
         let mut name = user.display_name.clone();
         if matches!(action, Action::Review { .. }) && state.status.is_review() {
@@ -1034,9 +1143,18 @@ impl App {
             audit: user.audit_actor(),
             auto: false,
         };
-        self.apply_action(&t, &steps, &actor, &who, &action, method)
-            .await?;
-        self.transfer(user, id).await
+        self.apply_to(
+            &mut l.t,
+            &mut l.steps,
+            &actor,
+            &who,
+            &action,
+            method,
+            Some(&user.username),
+        )
+        .await?;
+        // The answer is built from the rows just written, not read again.
+        self.answer(user, l).await
     }
 
     /// Decides and writes one action on a loaded transfer: the transition, its audit row and its
@@ -1050,75 +1168,95 @@ impl App {
         action: &Action,
         method: Option<String>,
     ) -> AppResult<()> {
+        let (mut t, mut steps) = (t.clone(), steps.to_vec());
+        self.apply_to(&mut t, &mut steps, actor, who, action, method, None)
+            .await
+    }
+
+    /// [`Self::apply_action`], then brings `t` and `steps` to what the transaction wrote (the
+    /// detail names the deciding user by `username`).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_to(
+        &self,
+        t: &mut TransferRow,
+        steps: &mut [StepRow],
+        actor: &Actor,
+        who: &Who,
+        action: &Action,
+        method: Option<String>,
+        username: Option<&str>,
+    ) -> AppResult<()> {
         let id = t.id;
         let state = Self::state_of(t, steps);
         let tr: Transition = machine::decide(&state, actor, action)?;
         let now = self.clock.now();
         let today = self.clock.today();
-        let cal = self.calendar();
         let kind = TransferKind::parse(&t.kind).unwrap_or(TransferKind::CrossProvince);
+        let decided = match action {
+            Action::Review { .. } => Some(tr.decided_step.unwrap_or(state.current_step)),
+            _ => None,
+        };
+        let step_label = decided
+            .and_then(|i| state.chain.get(i))
+            .map(|s| s.party_label_zh().to_string())
+            .unwrap_or_default();
+        let next_due = match action {
+            Action::Review { approve: true, .. } if tr.to.is_review() => {
+                let days = steps
+                    .get(tr.current_step)
+                    .map(|s| s.deadline_days)
+                    .unwrap_or(i64::from(STEP_DEADLINE_DAYS));
+                Some(self.calendar().due_date(today, days.clamp(1, 60) as u32))
+            }
+            _ => None,
+        };
+        let paper_due = today.checked_add_months(Months::new(1)).unwrap_or(today);
+        let approved = tr.to == TransferStatus::Approved;
 
         let mut tx = self.db.begin().await?;
-        let updated = on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE transfers SET status = $1, current_step = $2, version = version + 1, updated_at = $3 \
-             WHERE id = $4 AND version = $5"
-        ).bind(tr.to.as_str()).bind(tr.current_step as i64).bind(now).bind(id).bind(t.version)
-        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
-        if updated != 1 {
+        // One UPDATE: the transition with the action's own columns, guarded by the version; it
+        // also says whether a docked province takes part (only then has the outbox work).
+        let docked: Option<i64> = on_tx!(&mut tx, c => {
+            let q = sqlx::query_scalar(update_sql(action, approved))
+                .bind(tr.to.as_str())
+                .bind(tr.current_step as i64)
+                .bind(now)
+                .bind(id)
+                .bind(t.version);
+            let q = match action {
+                Action::Review { .. } => q,
+                Action::Withdraw { reason } => q.bind(reason.as_str()),
+                Action::PullFile => q.bind(paper_due),
+                Action::PaperSent { note } => q.bind(method.as_deref()).bind(note.as_str()),
+                Action::PaperReceived { note } => q.bind(note.as_str()),
+            };
+            q.fetch_optional(&mut *c).await
+        })?;
+        let Some(docked) = docked else {
             return Err(Error::conflict().into());
-        }
-        let mut step_label = String::new();
-        let mut next_due = None;
-        match action {
-            Action::Review { approve, opinion } => {
-                let idx = tr.decided_step.unwrap_or(state.current_step);
-                step_label = state
-                    .chain
-                    .get(idx)
-                    .map(|s| s.party_label_zh().to_string())
-                    .unwrap_or_default();
-                on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE transfer_steps SET decision = $1, opinion = $2, actor_user_id = $3, actor_name = $4, decided_at = $5, \
-                     auto_decided = $6 WHERE transfer_id = $7 AND idx = $8 AND decision IS NULL"
-                ).bind(if *approve { "approve" } else { "reject" }).bind(Some(opinion.as_str()).filter(|o| !o.is_empty()))
-                .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto).bind(id).bind(idx as i64)
-                .execute(&mut *c).await.map(|r| r.rows_affected()))?;
-                if *approve && tr.to.is_review() {
-                    let days = steps
-                        .get(tr.current_step)
-                        .map(|s| s.deadline_days)
-                        .unwrap_or(i64::from(STEP_DEADLINE_DAYS));
-                    let due = cal.due_date(today, days.clamp(1, 60) as u32);
-                    next_due = Some(due);
-                    on_tx!(&mut tx, c => sqlx::query(
-                        "UPDATE transfer_steps SET began_on = $1, due_date = $2 WHERE transfer_id = $3 AND idx = $4"
-                    ).bind(today).bind(due).bind(id).bind(tr.current_step as i64)
-                    .execute(&mut *c).await.map(|r| r.rows_affected()))?;
-                }
-                if tr.to == TransferStatus::Approved {
-                    on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET approved_at = $1 WHERE id = $2")
-                        .bind(now).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-                }
-            }
-            Action::Withdraw { reason } => {
-                on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET withdraw_reason = $1 WHERE id = $2")
-                    .bind(reason).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-            }
-            Action::PullFile => {
-                let paper_due = today.checked_add_months(Months::new(1)).unwrap_or(today);
-                on_tx!(&mut tx, c => sqlx::query("UPDATE transfers SET pulled_at = $1, paper_due_date = $2 WHERE id = $3")
-                    .bind(now).bind(paper_due).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-            }
-            Action::PaperSent { note } => {
-                on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE transfers SET paper_sent_at = $1, paper_method = $2, paper_sent_note = $3 WHERE id = $4"
-                ).bind(now).bind(&method).bind(note).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-            }
-            Action::PaperReceived { note } => {
-                on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE transfers SET paper_received_at = $1, paper_received_note = $2 WHERE id = $3"
-                ).bind(now).bind(note).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-            }
+        };
+        if let (Action::Review { approve, opinion }, Some(idx)) = (action, decided) {
+            // The decision and the start of the next step, in one statement.
+            let opinion = Some(opinion.as_str()).filter(|o| !o.is_empty());
+            let next = if next_due.is_some() {
+                tr.current_step as i64
+            } else {
+                -1
+            };
+            on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE transfer_steps SET decision = CASE WHEN idx = $1 THEN $2 ELSE decision END, \
+                 opinion = CASE WHEN idx = $1 THEN $3 ELSE opinion END, \
+                 actor_user_id = CASE WHEN idx = $1 THEN $4 ELSE actor_user_id END, \
+                 actor_name = CASE WHEN idx = $1 THEN $5 ELSE actor_name END, \
+                 decided_at = CASE WHEN idx = $1 THEN $6 ELSE decided_at END, \
+                 auto_decided = CASE WHEN idx = $1 THEN $7 ELSE auto_decided END, \
+                 began_on = CASE WHEN idx = $8 THEN $9 ELSE began_on END, \
+                 due_date = CASE WHEN idx = $8 THEN $10 ELSE due_date END \
+                 WHERE transfer_id = $11 AND ((idx = $1 AND decision IS NULL) OR idx = $8)"
+            ).bind(idx as i64).bind(if *approve { "approve" } else { "reject" }).bind(opinion)
+            .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto)
+            .bind(next).bind(next_due.map(|_| today)).bind(next_due).bind(id)
+            .execute(&mut *c).await.map(|r| r.rows_affected()))?;
         }
         if tr.moves_enrollment {
             self.move_enrollment(&mut tx, t, now).await?;
@@ -1135,17 +1273,12 @@ impl App {
             step_label,
             due: next_due,
         };
-        for (org, n) in &tr.notify {
-            notify(
-                &mut tx,
-                org,
-                n.as_str(),
-                Some(id),
-                &notice_text(*n, kind, &ctx),
-                now,
-            )
-            .await?;
-        }
+        let notices: Vec<(&OrgRef, &str, String)> = tr
+            .notify
+            .iter()
+            .map(|(org, n)| (org, n.as_str(), notice_text(*n, kind, &ctx)))
+            .collect();
+        notify_all(&mut tx, Some(id), now, &notices).await?;
         let action_name = match action {
             Action::Review { approve: true, .. } if who.auto => "transfer.auto_approve",
             Action::Review { approve: true, .. } => "transfer.approve",
@@ -1180,8 +1313,56 @@ impl App {
             None,
         )
         .await?;
-        crate::dock::outbox(&mut tx, id, action_name, now).await?;
-        tx.commit().await
+        if docked > 0 {
+            crate::dock::outbox(&mut tx, id, action_name, now).await?;
+        }
+        tx.commit().await?;
+
+        // What the transaction wrote, for the answer.
+        t.status = tr.to.as_str().to_string();
+        t.current_step = tr.current_step as i64;
+        t.version += 1;
+        t.updated_at = now;
+        match action {
+            Action::Review { approve, opinion } => {
+                if let Some(s) = decided
+                    .and_then(|i| steps.iter_mut().find(|s| s.idx == i as i64))
+                    .filter(|s| s.decision.is_none())
+                {
+                    s.decision = Some(if *approve { "approve" } else { "reject" }.to_string());
+                    s.opinion = Some(opinion.clone()).filter(|o| !o.is_empty());
+                    s.actor_user_id = who.user_id;
+                    s.actor_username = username.map(str::to_string);
+                    s.actor_name = Some(who.name.clone());
+                    s.decided_at = Some(now);
+                    s.auto_decided = who.auto;
+                }
+                if let Some(due) = next_due
+                    && let Some(s) = steps.iter_mut().find(|s| s.idx == tr.current_step as i64)
+                {
+                    s.began_on = Some(today);
+                    s.due_date = Some(due);
+                }
+                if approved {
+                    t.approved_at = Some(now);
+                }
+            }
+            Action::Withdraw { reason } => t.withdraw_reason = Some(reason.clone()),
+            Action::PullFile => {
+                t.pulled_at = Some(now);
+                t.paper_due_date = Some(paper_due);
+            }
+            Action::PaperSent { note } => {
+                t.paper_sent_at = Some(now);
+                t.paper_method = method;
+                t.paper_sent_note = Some(note.clone());
+            }
+            Action::PaperReceived { note } => {
+                t.paper_received_at = Some(now);
+                t.paper_received_note = Some(note.clone());
+            }
+        }
+        Ok(())
     }
 
     /// 调档 in the open transaction: the enrollment, the archive custody and the scoping region
@@ -1192,22 +1373,26 @@ impl App {
         t: &TransferRow,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
-        let (capacity, enrolled): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
-            "SELECT c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) FROM classes c WHERE c.id = $1"
-        ).bind(t.to_class_id).fetch_one(&mut *c).await)?;
-        if enrolled >= capacity {
-            return Err(Error::new(
-                ErrorCode::ClassFull,
-                format!("转入班级已满（{enrolled}/{capacity}人），请联系学校调整班级容量后再调档"),
-            )
-            .into());
-        }
+        // The class's room is checked in the same statement that moves the student.
         let moved = on_tx!(tx, c => sqlx::query(
             "UPDATE students SET school_id = $1, grade = $2, class_id = $3, region_code = $4, version = version + 1, \
-             updated_at = $5 WHERE id = $6 AND school_id = $7"
+             updated_at = $5 WHERE id = $6 AND school_id = $7 \
+             AND (SELECT COUNT(*) FROM students s WHERE s.class_id = $3) < (SELECT capacity FROM classes WHERE id = $3)"
         ).bind(t.to_school_id).bind(&t.to_grade).bind(t.to_class_id).bind(&t.to_region).bind(now)
         .bind(t.student_id).bind(t.from_school_id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
         if moved != 1 {
+            let (capacity, enrolled): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
+                "SELECT c.capacity, (SELECT COUNT(*) FROM students s WHERE s.class_id = c.id) FROM classes c WHERE c.id = $1"
+            ).bind(t.to_class_id).fetch_one(&mut *c).await)?;
+            if enrolled >= capacity {
+                return Err(Error::new(
+                    ErrorCode::ClassFull,
+                    format!(
+                        "转入班级已满（{enrolled}/{capacity}人），请联系学校调整班级容量后再调档"
+                    ),
+                )
+                .into());
+            }
             return Err(Error::conflict().into());
         }
         on_tx!(tx, c => {

@@ -622,3 +622,64 @@ async fn work_lists_show_what_waits_for_each_party() {
         dispose(&app.db).await;
     }
 }
+
+/// An action answers with the detail built from what it wrote, without reading it again: it must
+/// be exactly what a fresh read shows the same user.
+#[tokio::test]
+async fn each_answer_is_what_a_fresh_read_shows() {
+    async fn same(app: &App, u: &CurrentUser, answer: TransferDetail) -> TransferDetail {
+        let read = app.transfer(u, answer.id).await.expect("read");
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            serde_json::to_value(&read).unwrap(),
+            "answer of {} differs from a fresh read",
+            u.username
+        );
+        answer
+    }
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let admin = user(&app, "4401060001-admin").await;
+        let sender = user(&app, "4101050001-admin").await;
+        let (t, _) = file_cross(&app).await;
+        let t = same(&app, &admin, t).await;
+        for (who, opinion) in [
+            ("4401060001-reviewer", "同意"),
+            ("edu440106", ""),
+            ("4101050001-reviewer", "同意转出"),
+            ("edu410105", "同意"),
+        ] {
+            let u = user(&app, who).await;
+            let a = app.review_transfer(&u, t.id, true, opinion).await.unwrap();
+            same(&app, &u, a).await;
+        }
+        let a = app.pull_file(&admin, t.id).await.unwrap();
+        same(&app, &admin, a).await;
+        let a = app
+            .paper_file(&sender, t.id, true, Some("EMS"), "单号 1234")
+            .await
+            .unwrap();
+        same(&app, &sender, a).await;
+        let a = app.paper_file(&admin, t.id, false, None, "").await.unwrap();
+        assert_eq!(same(&app, &admin, a).await.status, "completed");
+
+        let (t, _) = file_cross(&app).await;
+        let a = app
+            .withdraw_transfer(&admin, t.id, "家长改变主意")
+            .await
+            .unwrap();
+        same(&app, &admin, a).await;
+
+        let (t, _) = file_cross(&app).await;
+        let rev = user(&app, "4401060001-reviewer").await;
+        let a = app.review_transfer(&rev, t.id, true, "").await.unwrap();
+        same(&app, &rev, a).await;
+        let auth = user(&app, "edu440106").await;
+        let a = app
+            .review_transfer(&auth, t.id, false, "材料不全")
+            .await
+            .unwrap();
+        assert_eq!(same(&app, &auth, a).await.status, "rejected");
+        dispose(&app.db).await;
+    }
+}

@@ -134,13 +134,15 @@ async fn login_all(
     Ok(Tokens { by_user })
 }
 
+/// One step: the whole answer is received, but parsed only when the caller needs it, so that
+/// the load generator sharing the cores spends less of them.
 async fn call(
     client: &reqwest::Client,
     token: &str,
     url: String,
     body: Value,
     lat: &mut Vec<Duration>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Vec<u8>> {
     let t0 = Instant::now();
     let r = client
         .post(url)
@@ -149,12 +151,47 @@ async fn call(
         .send()
         .await?;
     let status = r.status();
-    let v: Value = r.json().await?;
+    let bytes = r.bytes().await?.to_vec();
     lat.push(t0.elapsed());
     if !status.is_success() {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         bail!("{status}: {}", v["code"]);
     }
-    Ok(v)
+    Ok(bytes)
+}
+
+/// CPU seconds (user + system) this process has used: server and load generator together.
+fn cpu_secs() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second on Linux).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The group commit's counters at one moment (SQLite).
+#[derive(Clone, Copy, Default)]
+struct Gc {
+    released: u64,
+    commits: u64,
+    held_ns: u64,
+    commit_ns: u64,
+    wait_ns: u64,
+}
+
+fn gc_now(db: &Db) -> Option<Gc> {
+    use std::sync::atomic::Ordering::Relaxed;
+    db.group_commit_stats().map(|s| Gc {
+        released: s.released.load(Relaxed),
+        commits: s.commits.load(Relaxed),
+        held_ns: s.held_ns.load(Relaxed),
+        commit_ns: s.commit_ns.load(Relaxed),
+        wait_ns: s.wait_ns.load(Relaxed),
+    })
 }
 
 /// The bare rate: one UPDATE + one INSERT per transaction, `clients` tasks at once.
@@ -244,6 +281,8 @@ pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow
     let work: Arc<Vec<(String, String, String)>> =
         Arc::new(students.into_iter().take(transfers).collect());
     let next = Arc::new(AtomicUsize::new(0));
+    let gc_before = gc_now(db);
+    let cpu_before = cpu_secs();
     let started = Instant::now();
     let mut tasks = vec![];
     for _ in 0..clients {
@@ -283,6 +322,7 @@ pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow
                         &mut lat,
                     )
                     .await?;
+                    let t: Value = serde_json::from_slice(&t).context("filing answer")?;
                     let id = t["id"].as_i64().context("id")?;
                     let from_school = t["from_school"].as_str().unwrap_or(from).to_string();
                     for who in [
@@ -329,13 +369,21 @@ pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_before;
+    let gc = gc_now(db).zip(gc_before).map(|(a, b)| Gc {
+        released: a.released - b.released,
+        commits: a.commits - b.commits,
+        held_ns: a.held_ns - b.held_ns,
+        commit_ns: a.commit_ns - b.commit_ns,
+        wait_ns: a.wait_ns - b.wait_ns,
+    });
     lat.sort();
     let steps = lat.len() as f64;
     let transfers = work.len() - errors;
     server.stop().await?;
 
     let per_client = (lat.len() / clients).clamp(50, 2000);
-    let (bare_tps, bare_p99) = bare_rate(&db, clients, per_client).await?;
+    let (bare_tps, bare_p99) = bare_rate(db, clients, per_client).await?;
     println!();
     println!(
         "workflow (HTTP, {} clients): {transfers} complete transfers ({errors} failed) in {secs:.1}s",
@@ -360,6 +408,20 @@ pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow
         "  steps / bare     {:>10.1} %",
         100.0 * (steps / secs) / bare_tps
     );
+    println!(
+        "  CPU per step     {:>10.0} µs   (user + system of server and load generator; {:.1} of the machine's cores busy)",
+        cpu / steps * 1e6,
+        cpu / secs
+    );
+    if let Some(g) = gc.filter(|g| g.commits > 0 && g.released > 0) {
+        println!(
+            "  group commit     {:>10.1} transactions per physical commit; commit {:.2} ms, writer held {:.0} µs per transaction, wait for commit {:.2} ms",
+            g.released as f64 / g.commits as f64,
+            g.commit_ns as f64 / g.commits as f64 / 1e6,
+            g.held_ns as f64 / g.released as f64 / 1e3,
+            g.wait_ns as f64 / g.released as f64 / 1e6,
+        );
+    }
     println!(
         "  peak RSS (server + load generator) {:.0} MB",
         peak_rss_mb()
