@@ -271,6 +271,40 @@ const LOAD_SQL: &str = "SELECT t.id, t.kind, t.status, t.student_id, t.student_n
     LEFT JOIN authorities a ON st.party_kind = 'authority' AND a.region_code = st.party_code \
     WHERE t.id = $1 ORDER BY st.idx";
 
+/// A review's decision and the start of the next step (`$8`, -1 for none) in one statement.
+const DECIDE_SQL: &str = "UPDATE transfer_steps SET decision = CASE WHEN idx = $1 THEN $2 ELSE decision END, \
+    opinion = CASE WHEN idx = $1 THEN $3 ELSE opinion END, \
+    actor_user_id = CASE WHEN idx = $1 THEN $4 ELSE actor_user_id END, \
+    actor_name = CASE WHEN idx = $1 THEN $5 ELSE actor_name END, \
+    decided_at = CASE WHEN idx = $1 THEN $6 ELSE decided_at END, \
+    auto_decided = CASE WHEN idx = $1 THEN $7 ELSE auto_decided END, \
+    began_on = CASE WHEN idx = $8 THEN $9 ELSE began_on END, \
+    due_date = CASE WHEN idx = $8 THEN $10 ELSE due_date END \
+    WHERE transfer_id = $11 AND ((idx = $1 AND decision IS NULL) OR idx = $8)";
+
+/// 调档 moves the student if the receiving class has room, in one statement.
+const MOVE_STUDENT_SQL: &str = "UPDATE students SET school_id = $1, grade = $2, class_id = $3, region_code = $4, version = version + 1, \
+    updated_at = $5 WHERE id = $6 AND school_id = $7 \
+    AND (SELECT COUNT(*) FROM students s WHERE s.class_id = $3) < (SELECT capacity FROM classes WHERE id = $3)";
+
+/// The statements every workflow step runs, for the test that checks their plans.
+#[doc(hidden)]
+pub mod hot_sql {
+    pub const LOAD: &str = super::LOAD_SQL;
+    pub const DECIDE: &str = super::DECIDE_SQL;
+    pub const MOVE_STUDENT: &str = super::MOVE_STUDENT_SQL;
+    /// The transition of a review that is not the last.
+    pub fn review() -> &'static str {
+        super::update_sql(
+            &super::Action::Review {
+                approve: true,
+                opinion: String::new(),
+            },
+            false,
+        )
+    }
+}
+
 /// What [`LOAD_SQL`] reads besides the transfer and its steps.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct LoadExtra {
@@ -1243,16 +1277,7 @@ impl App {
             } else {
                 -1
             };
-            on_tx!(&mut tx, c => sqlx::query(
-                "UPDATE transfer_steps SET decision = CASE WHEN idx = $1 THEN $2 ELSE decision END, \
-                 opinion = CASE WHEN idx = $1 THEN $3 ELSE opinion END, \
-                 actor_user_id = CASE WHEN idx = $1 THEN $4 ELSE actor_user_id END, \
-                 actor_name = CASE WHEN idx = $1 THEN $5 ELSE actor_name END, \
-                 decided_at = CASE WHEN idx = $1 THEN $6 ELSE decided_at END, \
-                 auto_decided = CASE WHEN idx = $1 THEN $7 ELSE auto_decided END, \
-                 began_on = CASE WHEN idx = $8 THEN $9 ELSE began_on END, \
-                 due_date = CASE WHEN idx = $8 THEN $10 ELSE due_date END \
-                 WHERE transfer_id = $11 AND ((idx = $1 AND decision IS NULL) OR idx = $8)"
+            on_tx!(&mut tx, c => sqlx::query(DECIDE_SQL
             ).bind(idx as i64).bind(if *approve { "approve" } else { "reject" }).bind(opinion)
             .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto)
             .bind(next).bind(next_due.map(|_| today)).bind(next_due).bind(id)
@@ -1375,9 +1400,7 @@ impl App {
     ) -> AppResult<()> {
         // The class's room is checked in the same statement that moves the student.
         let moved = on_tx!(tx, c => sqlx::query(
-            "UPDATE students SET school_id = $1, grade = $2, class_id = $3, region_code = $4, version = version + 1, \
-             updated_at = $5 WHERE id = $6 AND school_id = $7 \
-             AND (SELECT COUNT(*) FROM students s WHERE s.class_id = $3) < (SELECT capacity FROM classes WHERE id = $3)"
+            MOVE_STUDENT_SQL
         ).bind(t.to_school_id).bind(&t.to_grade).bind(t.to_class_id).bind(&t.to_region).bind(now)
         .bind(t.student_id).bind(t.from_school_id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
         if moved != 1 {

@@ -11,6 +11,8 @@ mod changes;
 mod dataset;
 #[path = "app/dock.rs"]
 mod dock;
+#[path = "app/explain.rs"]
+mod explain;
 #[path = "app/group_commit.rs"]
 mod group_commit;
 #[path = "app/jurisdiction.rs"]
