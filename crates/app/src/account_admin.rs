@@ -296,6 +296,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         self.account_row(&t.username)
             .await?
             .ok_or_else(|| AppError::Other("account vanished".into()))
@@ -332,6 +333,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         self.account_row(&t.username)
             .await?
             .ok_or_else(|| AppError::Other("account vanished".into()))
@@ -389,6 +391,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(PasswordReset {
             username: t.username,
             initial_password: pw,
@@ -429,6 +432,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         self.account_row(&t.username)
             .await?
             .ok_or_else(|| AppError::Other("account vanished".into()))

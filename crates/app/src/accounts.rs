@@ -338,6 +338,7 @@ impl App {
     /// Replaces the settings (tests; the server reads them from the environment at start).
     pub fn set_accounts(&self, p: AccountPolicy) {
         *self.accounts.write().expect("account policy lock") = p;
+        self.sessions_changed();
     }
 
     /// Changes the caller's own password: the old one must be right, the new one must pass the
@@ -393,6 +394,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -417,6 +419,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(n)
     }
 
@@ -451,6 +454,7 @@ impl App {
         on_pool!(self.db.write(), p => sqlx::query(
             "UPDATE users SET totp_secret = $1, totp_enabled = FALSE WHERE id = $2"
         ).bind(&stored).bind(user.id).execute(p).await.map(|r| r.rows_affected()))?;
+        self.sessions_changed();
         Ok(TotpEnrolment {
             secret,
             otpauth_uri: uri,
@@ -492,6 +496,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -534,6 +539,7 @@ impl App {
                 .await?;
             }
             tx.commit().await?;
+            self.sessions_changed();
         }
         Ok(sealed)
     }
@@ -576,6 +582,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -608,6 +615,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -649,6 +657,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -713,6 +722,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_changed();
         Ok(AccountInfo {
             id,
             username,

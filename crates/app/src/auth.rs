@@ -275,6 +275,7 @@ pub struct LoginOk {
 
 /// A live session: its user, its CSRF token, and whether the user must enrol a second factor
 /// first (the web layer's gate sends them to enrolment).
+#[derive(Clone)]
 pub struct Session {
     pub user: CurrentUser,
     pub csrf: String,
@@ -470,6 +471,24 @@ impl App {
         }
         let now = self.clock.now();
         let hash = sha256_hex(token);
+        let policy = self.accounts();
+        if let Some(c) = self.sessions.get(&hash, kind.as_str(), now) {
+            if c.expires_at <= now
+                || c.created_at + policy.session_absolute <= now
+                || c.last_seen_at + policy.session_idle <= now
+            {
+                // Read it again: the database decides, and deletes it.
+                self.sessions_changed();
+            } else {
+                if now - c.last_seen_at > Duration::minutes(1) {
+                    on_pool!(self.db.write(), p => sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                        .bind(now).bind(&hash).execute(p).await.map(|r| r.rows_affected()))?;
+                    self.sessions.touched(&hash, now);
+                }
+                return Ok(Some(c.session));
+            }
+        }
+        let epoch = self.sessions.epoch();
         #[derive(sqlx::FromRow)]
         struct S {
             user_id: i64,
@@ -481,8 +500,7 @@ impl App {
         let s: Option<S> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND kind = $2"
         ).bind(&hash).bind(kind.as_str()).fetch_optional(p).await)?;
-        let Some(s) = s else { return Ok(None) };
-        let policy = self.accounts();
+        let Some(mut s) = s else { return Ok(None) };
         // The timeouts in force now apply to sessions opened before a change of setting too.
         if s.expires_at <= now
             || s.created_at + policy.session_absolute <= now
@@ -495,16 +513,30 @@ impl App {
         if now - s.last_seen_at > Duration::minutes(1) {
             on_pool!(self.db.write(), p => sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
                 .bind(now).bind(&hash).execute(p).await.map(|r| r.rows_affected()))?;
+            s.last_seen_at = now;
         }
         let sql = format!(
             "{USER_SELECT} WHERE u.id = $1 AND u.sealed_at IS NULL AND u.disabled_at IS NULL"
         );
         let row: Option<UserRow> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(s.user_id).fetch_optional(p).await)?;
-        Ok(row.map(|r| Session {
+        let session = row.map(|r| Session {
             must_enrol_totp: r.must_enrol_totp(&policy),
             user: r.into_current(&policy, now),
             csrf: s.csrf_token,
-        }))
+        });
+        if let Some(session) = &session {
+            self.sessions.put(
+                hash,
+                session.clone(),
+                kind.as_str(),
+                s.created_at,
+                s.last_seen_at,
+                s.expires_at,
+                now,
+                epoch,
+            );
+        }
+        Ok(session)
     }
 
     pub async fn user_by_id(&self, id: i64) -> AppResult<Option<CurrentUser>> {
@@ -518,6 +550,7 @@ impl App {
     pub async fn logout(&self, token: &str) -> AppResult<()> {
         on_pool!(self.db.write(), p => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(sha256_hex(token)).execute(p).await.map(|r| r.rows_affected()))?;
+        self.sessions_changed();
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ pub mod registration;
 pub mod sanctions;
 pub mod secret_key;
 pub mod seed;
+pub mod session_cache;
 pub mod statistics;
 pub mod students;
 pub mod testing;
@@ -55,6 +56,8 @@ pub struct App {
     accounts: Arc<RwLock<accounts::AccountPolicy>>,
     /// The operator's key for secrets at rest (`secret_key`); `None` until set.
     secret_key: Arc<RwLock<Option<secret_key::SecretKey>>>,
+    /// Live sessions for a few seconds (`session_cache`).
+    sessions: Arc<session_cache::SessionCache>,
 }
 
 impl App {
@@ -69,6 +72,7 @@ impl App {
                 accounts::AccountPolicy::from_env().map_err(AppError::Other)?,
             )),
             secret_key: Arc::new(RwLock::new(None)),
+            sessions: Arc::new(session_cache::SessionCache::default()),
         };
         app.reload_calendar().await?;
         auth::warm_up();

@@ -314,14 +314,58 @@ impl App {
         }
         let holds_now =
             matches!(user.scope(), Scope::School { id, .. } if Some(id) == row.school_id);
-        let enrollments: Vec<EnrollmentOut> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT s.code AS school, s.name AS school_name, e.grade, c.name AS class_name, e.status, \
-             e.started_at, e.ended_at, e.transfer_id FROM enrollments e JOIN schools s ON s.id = e.school_id \
-             LEFT JOIN classes c ON c.id = e.class_id WHERE e.student_id = $1 ORDER BY e.id DESC"
+        // The enrollment history and the number history in one round trip: this is the most
+        // frequent read of the system (docs/performance.md, "lookup").
+        #[derive(sqlx::FromRow)]
+        struct History {
+            part: i64,
+            ord: i64,
+            a: String,
+            b: String,
+            grade: Option<String>,
+            class_name: Option<String>,
+            status: Option<String>,
+            t1: DateTime<Utc>,
+            t2: Option<DateTime<Utc>>,
+            transfer_id: Option<i64>,
+        }
+        let rows: Vec<History> = on_pool!(self.db.read(), p => sqlx::query_as(
+            "SELECT CAST(0 AS BIGINT) AS part, e.id AS ord, s.code AS a, s.name AS b, e.grade, c.name AS class_name, e.status, \
+             e.started_at AS t1, e.ended_at AS t2, e.transfer_id FROM enrollments e JOIN schools s ON s.id = e.school_id \
+             LEFT JOIN classes c ON c.id = e.class_id WHERE e.student_id = $1 \
+             UNION ALL SELECT CAST(1 AS BIGINT) AS part, CAST(0 AS BIGINT) AS ord, student_no AS a, kind AS b, NULL, NULL, NULL, assigned_at AS t1, \
+             replaced_at AS t2, NULL FROM student_numbers WHERE student_id = $1"
         ).bind(row.id).fetch_all(p).await)?;
-        let numbers: Vec<NumberOut> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT student_no, kind, assigned_at, replaced_at FROM student_numbers WHERE student_id = $1 ORDER BY assigned_at"
-        ).bind(row.id).fetch_all(p).await)?;
+        let mut enrollments = vec![];
+        let mut numbers = vec![];
+        for h in rows {
+            if h.part == 0 {
+                enrollments.push((
+                    h.ord,
+                    EnrollmentOut {
+                        school: h.a,
+                        school_name: h.b,
+                        grade: h.grade.unwrap_or_default(),
+                        class_name: h.class_name,
+                        status: h.status.unwrap_or_default(),
+                        started_at: h.t1,
+                        ended_at: h.t2,
+                        transfer_id: h.transfer_id,
+                    },
+                ));
+            } else {
+                numbers.push(NumberOut {
+                    student_no: h.a,
+                    kind: h.b,
+                    assigned_at: h.t1,
+                    replaced_at: h.t2,
+                });
+            }
+        }
+        // Newest enrollment first; numbers in the order assigned.
+        enrollments.sort_by_key(|(ord, _)| std::cmp::Reverse(*ord));
+        let enrollments: Vec<EnrollmentOut> = enrollments.into_iter().map(|(_, e)| e).collect();
+        numbers.sort_by_key(|n| n.assigned_at);
         let grade_name = row
             .grade
             .as_deref()
