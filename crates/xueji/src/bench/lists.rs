@@ -151,9 +151,8 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                     _ => f.region.clone(),
                 };
                 let decided = (idx as i64) < current || done;
-                let waiting = (idx as i64) == current
-                    && !done
-                    && !matches!(status, "withdrawn" | "rejected");
+                let waiting =
+                    (idx as i64) == current && !done && !matches!(status, "withdrawn" | "rejected");
                 let began = filed + chrono::Duration::days(idx as i64 * 2);
                 steps.push(vec![
                     V::I(tid),

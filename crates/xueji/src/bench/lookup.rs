@@ -15,10 +15,12 @@ use xueji_app::{App, Db, on_pool};
 use super::dataset::Province;
 use super::{peak_rss_mb, percentile, reset_peak_rss, rss_mb};
 
+type BareRow = (i64, String, String, String, Option<String>);
+
 /// The bare route: the point query and a JSON answer, no sign-in, no scope, no history.
 async fn bare(State(db): State<Db>, Path(no): Path<String>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let row: Result<Option<(i64, String, String, String, Option<String>)>, sqlx::Error> = on_pool!(db.read(), p => sqlx::query_as(
+    let row: Result<Option<BareRow>, sqlx::Error> = on_pool!(db.read(), p => sqlx::query_as(
         "SELECT id, student_no, name, status, grade FROM students WHERE student_no = $1"
     ).bind(no).fetch_optional(p).await);
     match row {
@@ -64,10 +66,9 @@ async fn hammer(
                 if now >= stop_at {
                     break;
                 }
-                i = next
+                i ^= next
                     .fetch_add(1, Ordering::Relaxed)
-                    .wrapping_mul(2_654_435_761)
-                    ^ i;
+                    .wrapping_mul(2_654_435_761);
                 let key = &keys[i % keys.len()];
                 let mut req = client.get(make_url(key));
                 if let Some(t) = &token {
