@@ -73,11 +73,43 @@ pub(crate) fn row_hash(
     request_id: Option<&str>,
     prev_hash: &str,
 ) -> String {
+    row_hash_at(
+        seq,
+        &fmt_time(at),
+        actor_user_id,
+        actor_name,
+        actor_org,
+        action,
+        entity_type,
+        entity_id,
+        before,
+        after,
+        request_id,
+        prev_hash,
+    )
+}
+
+/// [`row_hash`] with the time already formatted (a batch shares one time).
+#[allow(clippy::too_many_arguments)]
+fn row_hash_at(
+    seq: i64,
+    at: &str,
+    actor_user_id: Option<i64>,
+    actor_name: &str,
+    actor_org: &str,
+    action: &str,
+    entity_type: &str,
+    entity_id: &str,
+    before: Option<&str>,
+    after: Option<&str>,
+    request_id: Option<&str>,
+    prev_hash: &str,
+) -> String {
     let mut h = Sha256::new();
     let uid = actor_user_id.map(|u| u.to_string()).unwrap_or_default();
     for part in [
         seq.to_string().as_str(),
-        &fmt_time(at),
+        at,
         &uid,
         actor_name,
         actor_org,
@@ -307,10 +339,11 @@ pub async fn record_many(
     };
     let sqlite = matches!(tx, Tx::Sqlite(_));
     let mut rows = Vec::with_capacity(events.len());
+    let at_text = fmt_time(&at);
     for (e, seq) in events.into_iter().zip(seqs) {
-        let hash = row_hash(
+        let hash = row_hash_at(
             seq,
-            &at,
+            &at_text,
             actor.user_id,
             &actor.name,
             &actor.org,

@@ -29,16 +29,16 @@ use tokio::sync::mpsc;
 use xueji_domain::ids::{Grade, mask_document};
 use xueji_domain::{Error, ErrorCode};
 
-use crate::audit::{self, AuditActor, AuditEvent};
+use crate::audit::{self, AuditActor, AuditEvent, BatchEvent, values_list};
 use crate::auth::CurrentUser;
+use crate::db::{Backend, Tx};
 use crate::error::{AppError, AppResult};
 use crate::reference::{ClassOut, SchoolOut};
 use crate::registration::{
-    DATE_FORMAT_HELP, Field, FieldError, Person, RESIDENT_ID, Refs, SimilarRow, audit_after,
-    check_document, check_name, cross_check, duplicate_message, free_temporary_numbers,
-    parse_date_text, parse_gender, parse_grade, placeholders, record_suspected,
+    DATE_FORMAT_HELP, Field, FieldError, Person, RESIDENT_ID, Refs, SimilarRow, check_document,
+    check_name, cross_check, duplicate_message, parse_date_text, parse_gender, parse_grade,
+    placeholders, record_suspected,
 };
-use crate::seed::{Val, insert_rows};
 use crate::students::{StudentFilter, status_label_zh};
 use crate::{App, on_pool, on_tx};
 
@@ -59,9 +59,6 @@ pub const XLSX_MIME: &str = "application/vnd.openxmlformats-officedocument.sprea
 
 /// Rows checked against the database per query, and written per transaction.
 pub const CHUNK_ROWS: usize = 500;
-
-/// Rows per multi-row INSERT statement.
-const ROWS_PER_STATEMENT: usize = 50;
 
 /// At most this many errors are listed in a report (all are counted).
 pub const MAX_REPORTED_ERRORS: usize = 100_000;
@@ -674,6 +671,9 @@ struct Validation {
     /// Class id → students it would hold (now + valid rows so far).
     load: HashMap<i64, i64>,
     columns: [u32; 8],
+    /// A row of an earlier chunk turned out invalid (its document appears again later): what was
+    /// written while validating is not the set of valid rows any more.
+    retro: bool,
 }
 
 impl Validation {
@@ -700,7 +700,7 @@ async fn on_record(
     let mut out = HashMap::new();
     for (id_type, numbers) in by_type(docs) {
         for chunk in numbers.chunks(CHUNK_ROWS) {
-            let sql = held_sql(chunk.len());
+            let sql = held_sql(app.db.backend() == Backend::Sqlite, chunk.len());
             let rows: Vec<(String, String, Option<i64>)> = on_pool!(app.db.read(), p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id_type.clone());
                 for n in chunk {
@@ -725,18 +725,29 @@ fn by_type(docs: &[(String, String)]) -> HashMap<String, Vec<String>> {
     out
 }
 
-/// The records holding documents of one type: `$1` the type, `$2…` the numbers.
-fn held_sql(n: usize) -> String {
+/// `n` parameters from `$from` on (PostgreSQL), or `n` anonymous `?` (SQLite: sqlx resolves
+/// `$N` by name, a linear scan in SQLite, so a statement of hundreds of `$N` costs their square).
+fn params(sqlite: bool, from: usize, n: usize) -> String {
+    if sqlite {
+        vec!["?"; n].join(", ")
+    } else {
+        placeholders(from, n)
+    }
+}
+
+/// The records holding documents of one type: the type, then the numbers.
+fn held_sql(sqlite: bool, n: usize) -> String {
     format!(
-        "SELECT id_type, id_number, school_id FROM students WHERE id_type = $1 AND id_number IN ({})",
-        placeholders(2, n)
+        "SELECT id_type, id_number, school_id FROM students WHERE id_type = {} AND id_number IN ({})",
+        if sqlite { "?" } else { "$1" },
+        params(sqlite, 2, n)
     )
 }
 
-fn similar_sql(n: usize) -> String {
+fn similar_sql(sqlite: bool, n: usize) -> String {
     format!(
         "SELECT id, name, gender, birth_date, id_type, id_number FROM students WHERE name IN ({})",
-        placeholders(1, n)
+        params(sqlite, 1, n)
     )
 }
 
@@ -755,7 +766,7 @@ fn similar_of<'a>(p: &Person, rows: &'a [SimilarRow]) -> Vec<&'a SimilarRow> {
 async fn similar_rows(app: &App, names: &[String]) -> AppResult<Vec<SimilarRow>> {
     let mut out = vec![];
     for chunk in names.chunks(CHUNK_ROWS) {
-        let sql = similar_sql(chunk.len());
+        let sql = similar_sql(app.db.backend() == Backend::Sqlite, chunk.len());
         let rows: Vec<SimilarRow> = on_pool!(app.db.read(), p => {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
             for n in chunk {
@@ -771,6 +782,7 @@ async fn similar_rows(app: &App, names: &[String]) -> AppResult<Vec<SimilarRow>>
 impl Validation {
     /// Marks an earlier row invalid after the fact (it turned out to duplicate a later one).
     fn invalidate_earlier(&mut self, row: u32, e: &FieldError) {
+        self.retro = true;
         self.push_error(row, e);
         if self.invalid_rows.insert(row) {
             self.report.valid -= 1;
@@ -778,13 +790,14 @@ impl Validation {
         }
     }
 
+    /// Checks one chunk; returns its rows valid so far, in file order.
     async fn check_chunk(
         &mut self,
         app: &App,
         ctx: &Context,
         opts: &ImportOptions,
         mut chunk: Vec<Parsed>,
-    ) -> AppResult<()> {
+    ) -> AppResult<Vec<(u32, Person)>> {
         // Duplicates within the file.
         let index: HashMap<u32, usize> =
             chunk.iter().enumerate().map(|(i, p)| (p.row, i)).collect();
@@ -905,6 +918,7 @@ impl Validation {
             }
         }
         // Class capacity, in file order, then the verdict.
+        let mut valid = Vec::with_capacity(chunk.len());
         for mut p in chunk {
             if p.errors.is_empty()
                 && let Some(person) = &p.person
@@ -933,8 +947,11 @@ impl Validation {
                 }
             }
             self.report.rows += 1;
-            if p.errors.is_empty() && p.person.is_some() {
+            if p.errors.is_empty()
+                && let Some(person) = p.person.take()
+            {
                 self.report.valid += 1;
+                valid.push((p.row, person));
             } else {
                 if p.errors.is_empty() {
                     p.errors
@@ -949,59 +966,161 @@ impl Validation {
                 }
             }
         }
-        Ok(())
+        Ok(valid)
     }
 }
 
-/// Who writes the rows of an import into the audit trail.
-struct Writer<'a> {
-    app: &'a App,
-    ctx: &'a Context,
+/// Who writes the rows of an import, with their audit rows.
+struct Writer {
+    app: App,
+    ctx: Arc<Context>,
     actor: AuditActor,
+    /// The chain of the import's audit rows: the school's (one head per batch, not per row).
+    chain: i64,
     confirm_suspected: bool,
     now: DateTime<Utc>,
     batch_no: u64,
     /// Places left per class, counted when writing starts and kept up to date as rows are
     /// written (counting a class per batch would scan it again and again).
     room: HashMap<i64, i64>,
+    /// Temporary numbers given by this import (not yet visible to the readers).
+    given: HashSet<String>,
 }
 
 /// The outcome of one written batch: the numbers given, and rows refused at write time.
+#[derive(Default)]
 struct Written {
     numbers: Vec<(u32, String)>,
     refused: Vec<(u32, FieldError)>,
 }
 
-impl Writer<'_> {
+/// Rows per multi-row INSERT (at most 16 parameters a row: 8,000 per statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+impl Writer {
+    async fn new(
+        app: &App,
+        ctx: Arc<Context>,
+        actor: AuditActor,
+        confirm: bool,
+    ) -> AppResult<Self> {
+        let room = app
+            .classes_of(ctx.school.id)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.capacity - c.enrolled))
+            .collect();
+        let chain = audit::chain_of(Some(&ctx.school.region), "school", &ctx.school.code);
+        Ok(Self {
+            app: app.clone(),
+            ctx,
+            actor,
+            chain,
+            confirm_suspected: confirm,
+            now: app.clock.now(),
+            batch_no: 0,
+            room,
+            given: HashSet::new(),
+        })
+    }
+
+    /// One batch in its own transaction (the second pass, when the import could not be written
+    /// while validating).
     async fn write_batch(&mut self, batch: Vec<(u32, Person)>) -> AppResult<Written> {
-        // Written without looking again: should someone have registered one of these people
-        // between the passes, the unique key refuses the batch; only then look, and write the
-        // others. (A per-batch look-up is what a plan made while the table was small turns
-        // into a scan on PostgreSQL.)
-        match self.try_write(&batch, &HashSet::new()).await {
+        let mut tx = self.app.db.begin().await?;
+        let w = self.write_in(&mut tx, &batch).await?;
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    /// One batch inside `tx`, under a savepoint. Written without looking again: should someone
+    /// have registered one of these people since the 查重, the unique key refuses the batch; only
+    /// then look, and write the others. (A per-batch look-up is what a plan made while the table
+    /// was small turns into a scan on PostgreSQL.)
+    async fn write_in(&mut self, tx: &mut Tx, batch: &[(u32, Person)]) -> AppResult<Written> {
+        on_tx!(tx, c => sqlx::query("SAVEPOINT xj_import").execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        let first = self.try_write(tx, batch, &HashSet::new()).await;
+        let w = match first {
             Err(e) if e.is_unique_violation() => {
+                on_tx!(tx, c => sqlx::query("ROLLBACK TO SAVEPOINT xj_import").execute(&mut *c).await.map(|r| r.rows_affected()))?;
                 let docs: Vec<(String, String)> = batch
                     .iter()
                     .map(|(_, p)| (p.id_type.clone(), p.id_number.clone()))
                     .collect();
                 let held: HashSet<(String, String)> =
-                    on_record(self.app, &docs).await?.into_keys().collect();
-                self.try_write(&batch, &held).await
+                    on_record(&self.app, &docs).await?.into_keys().collect();
+                self.try_write(tx, batch, &held).await?
             }
-            other => other,
+            other => other?,
+        };
+        on_tx!(tx, c => sqlx::query("RELEASE SAVEPOINT xj_import").execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        Ok(w)
+    }
+
+    /// Temporary numbers free in `student_numbers` (past numbers included) and not given by this
+    /// import yet: random 4-digit suffixes, looked up a batch at a time in `tx`.
+    async fn free_numbers(&mut self, tx: &mut Tx, births: &[NaiveDate]) -> AppResult<Vec<String>> {
+        use rand::Rng;
+        let sqlite = matches!(tx, Tx::Sqlite(_));
+        let area = self.ctx.school.region.clone();
+        let mut chosen: Vec<Option<String>> = vec![None; births.len()];
+        for _ in 0..20 {
+            let open: Vec<usize> = (0..births.len()).filter(|&i| chosen[i].is_none()).collect();
+            if open.is_empty() {
+                break;
+            }
+            let mut candidates: Vec<(usize, String)> = vec![];
+            {
+                let mut rng = rand::rng();
+                for i in open {
+                    let no = xueji_domain::ids::StudentNo::temporary(
+                        &area,
+                        births[i],
+                        rng.random_range(0..10_000u16),
+                    );
+                    if self.given.insert(no.as_str().to_string()) {
+                        candidates.push((i, no.as_str().to_string()));
+                    }
+                }
+            }
+            let mut existing: HashSet<String> = HashSet::new();
+            for part in candidates.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT student_no FROM student_numbers WHERE student_no IN ({})",
+                    params(sqlite, 1, part.len())
+                );
+                let found: Vec<String> = on_tx!(tx, c => {
+                    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+                    for (_, no) in part {
+                        q = q.bind(no.as_str());
+                    }
+                    q.fetch_all(&mut *c).await
+                })?;
+                existing.extend(found);
+            }
+            for (i, no) in candidates {
+                if !existing.contains(&no) {
+                    chosen[i] = Some(no);
+                }
+            }
         }
+        chosen
+            .into_iter()
+            .map(|c| c.ok_or_else(|| AppError::Other("no free temporary student number".into())))
+            .collect()
     }
 
     async fn try_write(
         &mut self,
+        tx: &mut Tx,
         batch: &[(u32, Person)],
         held: &HashSet<(String, String)>,
     ) -> AppResult<Written> {
-        let mut tx = self.app.db.begin().await?;
+        let sqlite = matches!(tx, Tx::Sqlite(_));
         let mut refused = vec![];
         let mut room = self.room.clone();
-        let mut rows = vec![];
-        for (row, p) in batch.iter().map(|(r, p)| (*r, p.clone())) {
+        let mut rows: Vec<(u32, &Person)> = vec![];
+        for (row, p) in batch.iter().map(|(r, p)| (*r, p)) {
             if held.contains(&(p.id_type.clone(), p.id_number.clone())) {
                 refused.push((
                     row,
@@ -1029,7 +1148,6 @@ impl Writer<'_> {
             rows.push((row, p));
         }
         if rows.is_empty() {
-            tx.commit().await?;
             self.room = room;
             return Ok(Written {
                 numbers: vec![],
@@ -1037,116 +1155,112 @@ impl Writer<'_> {
             });
         }
         let births: Vec<NaiveDate> = rows.iter().map(|(_, p)| p.birth_date).collect();
-        let numbers = free_temporary_numbers(&mut tx, &self.ctx.school.region, &births).await?;
-        let school = &self.ctx.school;
+        let numbers = self.free_numbers(tx, &births).await?;
+        let school = self.ctx.school.clone();
         let now = self.now;
-        // The records, with their ids back. Statements stay small: SQLite looks parameters up
-        // by a linear scan, so a statement's cost grows with the square of its parameters.
-        const COLS: usize = 14;
+        // The records: big statements (anonymous parameters on SQLite). On SQLite this
+        // transaction is the only writer, so the ids are the next ones and need not come back;
+        // PostgreSQL gives them back (other writers take ids meanwhile).
+        let mut next_id: Option<i64> = match tx {
+            Tx::Sqlite(t) => Some(
+                sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) + 1 FROM students")
+                    .fetch_one(t.conn())
+                    .await?,
+            ),
+            Tx::Pg(_) => None,
+        };
         let mut ids: Vec<(i64, String)> = Vec::with_capacity(rows.len());
         for (part, part_numbers) in rows
             .chunks(ROWS_PER_STATEMENT)
             .zip(numbers.chunks(ROWS_PER_STATEMENT))
         {
             let sql = format!(
-                "INSERT INTO students (student_no, id_type, id_number, name, gender, birth_date, ethnicity, status, \
-                 school_id, grade, class_id, region_code, version, created_at, updated_at, identity_status) VALUES {} \
-                 RETURNING id, student_no",
-                (0..part.len())
-                    .map(|i| {
-                        let b = i * COLS;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, 'enrolled', ${}, ${}, ${}, ${}, 0, ${}, ${}, ${})",
-                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "INSERT INTO students ({}student_no, id_type, id_number, name, gender, birth_date, ethnicity, status, \
+                 school_id, grade, class_id, region_code, version, created_at, updated_at, identity_status) VALUES {}{}",
+                if sqlite { "id, " } else { "" },
+                values_list(sqlite, part.len(), if sqlite { 17 } else { 16 }),
+                if sqlite {
+                    ""
+                } else {
+                    " RETURNING id, student_no"
+                }
             );
-            let mut vals: Vec<Val> = Vec::with_capacity(part.len() * COLS);
-            for ((_, p), no) in part.iter().zip(part_numbers) {
-                vals.extend([
-                    Val::Text(no.as_str().to_string()),
-                    Val::Text(p.id_type.clone()),
-                    Val::Text(p.id_number.clone()),
-                    Val::Text(p.name.clone()),
-                    Val::Text(p.gender.code().to_string()),
-                    Val::Date(p.birth_date),
-                    Val::Text(p.ethnicity.clone()),
-                    Val::Int(school.id),
-                    Val::Text(p.grade.code()),
-                    Val::Int(p.class_id),
-                    Val::Text(school.region.clone()),
-                    Val::Time(now),
-                    Val::Time(now),
-                    Val::Text(p.identity_status().to_string()),
-                ]);
-            }
-            let got: Vec<(i64, String)> = on_tx!(&mut tx, c => {
+            let first = next_id;
+            let got: Vec<(i64, String)> = on_tx!(tx, c => {
                 let mut q = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql.as_str()));
-                for v in vals {
-                    q = match v {
-                        Val::Text(s) => q.bind(s),
-                        Val::OptText(s) => q.bind(s),
-                        Val::Int(i) => q.bind(i),
-                        Val::OptInt(i) => q.bind(i),
-                        Val::Date(d) => q.bind(d),
-                        Val::Time(t) => q.bind(t),
-                        Val::Bool(b) => q.bind(b),
-                    };
+                for (i, ((_, p), no)) in part.iter().zip(part_numbers).enumerate() {
+                    if let Some(f) = first {
+                        q = q.bind(f + i as i64);
+                    }
+                    q = q
+                        .bind(no.as_str())
+                        .bind(p.id_type.as_str())
+                        .bind(p.id_number.as_str())
+                        .bind(p.name.as_str())
+                        .bind(p.gender.code())
+                        .bind(p.birth_date)
+                        .bind(p.ethnicity.as_str())
+                        .bind("enrolled")
+                        .bind(school.id)
+                        .bind(p.grade.code())
+                        .bind(p.class_id)
+                        .bind(school.region.as_str())
+                        .bind(0i64)
+                        .bind(now)
+                        .bind(now)
+                        .bind(p.identity_status());
                 }
                 q.fetch_all(&mut *c).await
             })?;
-            ids.extend(got);
+            match first {
+                Some(f) => {
+                    ids.extend(
+                        part_numbers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, no)| (f + i as i64, no.clone())),
+                    );
+                    next_id = Some(f + part.len() as i64);
+                }
+                None => ids.extend(got),
+            }
         }
         let id_of: HashMap<String, i64> = ids.into_iter().map(|(id, no)| (no, id)).collect();
-        let mut number_rows = vec![];
-        let mut enrollment_rows = vec![];
-        for ((_, p), no) in rows.iter().zip(&numbers) {
-            let sid = *id_of
-                .get(no.as_str())
-                .ok_or_else(|| AppError::Other("inserted student missing".into()))?;
-            number_rows.push(vec![
-                Val::Text(no.as_str().to_string()),
-                Val::Int(sid),
-                Val::Text("temporary".into()),
-                Val::Time(now),
-            ]);
-            enrollment_rows.push(vec![
-                Val::Int(sid),
-                Val::Int(school.id),
-                Val::Text(p.grade.code()),
-                Val::Int(p.class_id),
-                Val::Text("active".into()),
-                Val::Time(now),
-            ]);
+        let mut sids = Vec::with_capacity(rows.len());
+        for no in &numbers {
+            sids.push(
+                *id_of
+                    .get(no.as_str())
+                    .ok_or_else(|| AppError::Other("inserted student missing".into()))?,
+            );
         }
-        let mut enrollment_rows = enrollment_rows.into_iter().peekable();
-        let mut number_rows = number_rows.into_iter().peekable();
-        while number_rows.peek().is_some() {
-            let part: Vec<Vec<Val>> = number_rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-            insert_rows(
-                &mut tx,
-                "student_numbers",
-                &["student_no", "student_id", "kind", "assigned_at"],
-                part,
-            )
-            .await?;
-            let part: Vec<Vec<Val>> = enrollment_rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-            insert_rows(
-                &mut tx,
-                "enrollments",
-                &[
-                    "student_id",
-                    "school_id",
-                    "grade",
-                    "class_id",
-                    "status",
-                    "started_at",
-                ],
-                part,
-            )
-            .await?;
+        for ((part, part_numbers), part_ids) in rows
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(numbers.chunks(ROWS_PER_STATEMENT))
+            .zip(sids.chunks(ROWS_PER_STATEMENT))
+        {
+            let sql = format!(
+                "INSERT INTO student_numbers (student_no, student_id, kind, assigned_at) VALUES {}",
+                values_list(sqlite, part.len(), 4)
+            );
+            on_tx!(tx, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for (no, sid) in part_numbers.iter().zip(part_ids) {
+                    q = q.bind(no.as_str()).bind(*sid).bind("temporary").bind(now);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
+            let sql = format!(
+                "INSERT INTO enrollments (student_id, school_id, grade, class_id, status, started_at) VALUES {}",
+                values_list(sqlite, part.len(), 6)
+            );
+            on_tx!(tx, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for ((_, p), sid) in part.iter().zip(part_ids) {
+                    q = q.bind(*sid).bind(school.id).bind(p.grade.code()).bind(p.class_id).bind("active").bind(now);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
         }
         // Confirmed suspected duplicates become open problem records.
         let mut suspected: HashMap<String, Vec<String>> = HashMap::new();
@@ -1159,8 +1273,8 @@ impl Writer<'_> {
                 .collect();
             let mut similar = vec![];
             for chunk in names.chunks(CHUNK_ROWS) {
-                let sql = similar_sql(chunk.len());
-                let found: Vec<SimilarRow> = on_tx!(&mut tx, c => {
+                let sql = similar_sql(sqlite, chunk.len());
+                let found: Vec<SimilarRow> = on_tx!(tx, c => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
                     for n in chunk {
                         q = q.bind(n.clone());
@@ -1169,71 +1283,194 @@ impl Writer<'_> {
                 })?;
                 similar.extend(found);
             }
-            for ((_, p), no) in rows.iter().zip(&numbers) {
-                let sid = id_of[no.as_str()];
-                for s in similar_of(p, &similar).into_iter().filter(|s| s.id != sid) {
-                    record_suspected(&mut tx, sid, s, now).await?;
+            for ((_, p), (no, sid)) in rows.iter().zip(numbers.iter().zip(&sids)) {
+                for s in similar_of(p, &similar).into_iter().filter(|s| s.id != *sid) {
+                    record_suspected(tx, *sid, s, now).await?;
                     suspected
-                        .entry(no.as_str().to_string())
+                        .entry(no.clone())
                         .or_default()
                         .push(mask_document(&s.id_number));
                 }
             }
         }
-        self.batch_no += 1;
+        // One audit row per student and one for the batch, appended to the school's chain at once.
+        let batch_no = self.batch_no + 1;
+        let mut events = Vec::with_capacity(rows.len() + 1);
         for ((row, p), no) in rows.iter().zip(&numbers) {
-            let mut after = audit_after(p, no.as_str(), &school.code, p.identity_status());
-            after["import_row"] = serde_json::json!(row + 1);
-            after["import_batch"] = serde_json::json!(self.batch_no);
-            if let Some(m) = suspected.get(no.as_str()) {
-                after["suspected_duplicates_confirmed"] = serde_json::json!(m);
-                after["confirm_suspected"] = serde_json::json!(true);
-            }
-            audit::record(
-                &mut tx,
-                now,
-                &self.actor,
-                AuditEvent {
-                    action: "student.register",
-                    entity_type: "student",
-                    entity_id: no.as_str().to_string(),
-                    before: None,
-                    after: Some(after),
-                },
-                None,
-            )
-            .await?;
+            let m = suspected.get(no);
+            // Serialized from a struct (no map to build): the keys of `registration::audit_after`, sorted as
+            // serde_json sorts a map's.
+            let after = ImportAfter {
+                birth_date: p.birth_date,
+                class_id: p.class_id,
+                confirm_suspected: m.map(|_| true),
+                ethnicity: &p.ethnicity,
+                gender: p.gender.code(),
+                grade: p.grade.code(),
+                id_number_masked: mask_document(&p.id_number),
+                id_type: &p.id_type,
+                identity_status: p.identity_status(),
+                import_batch: batch_no,
+                import_row: row + 1,
+                name: &p.name,
+                school: &school.code,
+                status: "enrolled",
+                student_no: no,
+                suspected_duplicates_confirmed: m,
+            };
+            events.push(BatchEvent {
+                action: "student.register",
+                entity_type: "student",
+                entity_id: no.clone(),
+                before_json: None,
+                after_json: Some(
+                    serde_json::to_string(&after).map_err(|e| AppError::Other(e.to_string()))?,
+                ),
+            });
         }
-        audit::record(
-            &mut tx,
-            now,
-            &self.actor,
-            AuditEvent {
-                action: "student.import_batch",
-                entity_type: "school",
-                entity_id: school.code.clone(),
-                before: None,
-                after: Some(serde_json::json!({
-                    "batch": self.batch_no,
+        events.push(BatchEvent {
+            action: "student.import_batch",
+            entity_type: "school",
+            entity_id: school.code.clone(),
+            before_json: None,
+            after_json: Some(
+                serde_json::json!({
+                    "batch": batch_no,
                     "written": rows.len(),
                     "refused": refused.len(),
                     "first_row": rows.first().map(|(r, _)| r + 1),
                     "last_row": rows.last().map(|(r, _)| r + 1),
-                })),
-            },
-            None,
-        )
-        .await?;
-        tx.commit().await?;
+                })
+                .to_string(),
+            ),
+        });
+        audit::record_many(tx, self.chain, now, &self.actor, events).await?;
+        self.batch_no = batch_no;
         self.room = room;
         Ok(Written {
             numbers: rows
                 .iter()
                 .zip(numbers)
-                .map(|((r, _), no)| (*r, no.as_str().to_string()))
+                .map(|((r, _), no)| (*r, no))
                 .collect(),
             refused,
         })
+    }
+}
+
+/// The audit row of one imported student (what `registration::audit_after` records, plus the row and batch).
+#[derive(Serialize)]
+struct ImportAfter<'a> {
+    birth_date: NaiveDate,
+    class_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirm_suspected: Option<bool>,
+    ethnicity: &'a str,
+    gender: &'static str,
+    grade: String,
+    id_number_masked: String,
+    id_type: &'a str,
+    identity_status: &'static str,
+    import_batch: u64,
+    import_row: u32,
+    name: &'a str,
+    school: &'a str,
+    status: &'static str,
+    student_no: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suspected_duplicates_confirmed: Option<&'a Vec<String>>,
+}
+
+/// What the writer did: students written, the first numbers given, rows refused at write time.
+#[derive(Default)]
+struct Outcome {
+    written: u64,
+    student_nos: Vec<String>,
+    refused: Vec<(u32, FieldError)>,
+}
+
+impl Outcome {
+    fn add(&mut self, w: Written) {
+        self.written += w.numbers.len() as u64;
+        for (_, no) in w.numbers {
+            if self.student_nos.len() < 1000 {
+                self.student_nos.push(no);
+            }
+        }
+        self.refused.extend(w.refused);
+    }
+}
+
+impl Validation {
+    fn take(&mut self, out: Outcome) {
+        self.report.written += out.written;
+        self.report.student_nos.extend(out.student_nos);
+        self.report.student_nos.truncate(1000);
+        for (row, e) in out.refused {
+            self.invalid_rows.insert(row);
+            self.report.valid -= 1;
+            self.report.invalid += 1;
+            self.push_error(row, &e);
+        }
+    }
+}
+
+/// The writer task of a one-pass import: batches of valid rows in, one transaction out.
+struct Speculative {
+    batches: mpsc::Sender<Vec<(u32, Person)>>,
+    task: tokio::task::JoinHandle<AppResult<Option<(Tx, Outcome)>>>,
+}
+
+impl Speculative {
+    fn start(mut writer: Writer) -> Self {
+        // A few batches ahead: validation goes on while the database writes.
+        let (batches, mut rx) = mpsc::channel::<Vec<(u32, Person)>>(4);
+        let task = tokio::spawn(async move {
+            let mut tx: Option<Tx> = None;
+            let mut out = Outcome::default();
+            while let Some(batch) = rx.recv().await {
+                // Begun at the first batch: nothing is held while the file is opened.
+                let t = match tx.as_mut() {
+                    Some(t) => t,
+                    None => tx.insert(writer.app.db.begin().await?),
+                };
+                out.add(writer.write_in(t, &batch).await?);
+            }
+            Ok(tx.map(|t| (t, out)))
+        });
+        Self { batches, task }
+    }
+
+    async fn send(&mut self, batch: Vec<(u32, Person)>) -> AppResult<()> {
+        if self.batches.send(batch).await.is_err() {
+            // The writer stopped: its error.
+            return match (&mut self.task).await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => Err(AppError::Other("import writer stopped".into())),
+                Err(e) => Err(AppError::Other(format!("import writer: {e}"))),
+            };
+        }
+        Ok(())
+    }
+
+    /// Commits what was written.
+    async fn finish(self) -> AppResult<Outcome> {
+        drop(self.batches);
+        match self.task.await {
+            Ok(Ok(Some((tx, out)))) => {
+                tx.commit().await?;
+                Ok(out)
+            }
+            Ok(Ok(None)) => Ok(Outcome::default()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(AppError::Other(format!("import writer: {e}"))),
+        }
+    }
+
+    /// Rolls back what was written (the transaction is dropped once the writer is done).
+    async fn abandon(self) {
+        drop(self.batches);
+        let _ = self.task.await;
     }
 }
 
@@ -1287,8 +1524,14 @@ impl App {
         opts: ImportOptions,
         progress: &(dyn Fn(ImportProgress) + Send + Sync),
     ) -> AppResult<ImportReport> {
-        let ctx = Context::load(self, school).await?;
-        // Pass 1: validate every row.
+        let ctx = Arc::new(Context::load(self, school).await?);
+        // One pass: every row is validated, and the rows found valid are written meanwhile by a
+        // writer task into ONE transaction (the reader thread, the validation and the database
+        // work in parallel). It commits at the end if the rows it wrote are still exactly the
+        // rows to write; otherwise (a later row duplicated the document of a row already
+        // written, or the caller wants all rows valid and one is not) it is rolled back, and the
+        // valid rows are written by a second pass over the file, batch by batch.
+        // The price: on SQLite other writers wait while an import writes (≈1 s per 100,000 rows).
         let mut rx = start_reader(source.clone());
         let mut v = Validation {
             report: ImportReport::default(),
@@ -1297,6 +1540,13 @@ impl App {
             seen_person: HashMap::new(),
             load: HashMap::new(),
             columns: [0; 8],
+            retro: false,
+        };
+        let mut spec = match opts.commit {
+            Commit::Never => None,
+            _ => Some(Speculative::start(
+                Writer::new(self, ctx.clone(), actor.clone(), opts.confirm_suspected).await?,
+            )),
         };
         let mut estimate = 0u64;
         let mut chunk = vec![];
@@ -1318,14 +1568,27 @@ impl App {
             }
             if chunk.len() >= CHUNK_ROWS || (end && !chunk.is_empty()) {
                 let n = chunk.len() as u64;
-                v.check_chunk(self, &ctx, &opts, std::mem::take(&mut chunk))
+                let valid = v
+                    .check_chunk(self, &ctx, &opts, std::mem::take(&mut chunk))
                     .await?;
                 done += n;
+                // Before the rows go to the writer: the writer holds the transaction from its
+                // first batch on (a progress callback must not write to the database).
                 progress(ImportProgress {
                     phase: ImportPhase::Validating,
                     done,
                     total: estimate.max(done),
                 });
+                let stop = v.retro || (opts.commit == Commit::IfAllValid && v.report.invalid > 0);
+                if stop {
+                    if let Some(s) = spec.take() {
+                        s.abandon().await;
+                    }
+                } else if let Some(s) = spec.as_mut()
+                    && !valid.is_empty()
+                {
+                    s.send(valid).await?;
+                }
             }
             if end {
                 break;
@@ -1344,9 +1607,23 @@ impl App {
             Commit::IfAllValid => v.report.invalid == 0,
             Commit::ValidRows => v.report.valid > 0,
         };
-        if write {
-            self.write_valid(&ctx, &actor, &source, &opts, &mut v, progress)
-                .await?;
+        match (write, spec) {
+            (true, Some(s)) => {
+                let out = s.finish().await?;
+                v.report.committed = true;
+                v.take(out);
+                progress(ImportProgress {
+                    phase: ImportPhase::Writing,
+                    done: v.report.written,
+                    total: v.report.valid,
+                });
+            }
+            (true, None) => {
+                self.write_valid(&ctx, &actor, &source, &opts, &mut v, progress)
+                    .await?;
+            }
+            (false, Some(s)) => s.abandon().await,
+            (false, None) => {}
         }
         let mut report = v.report;
         report.errors.sort_by(|a, b| {
@@ -1356,30 +1633,19 @@ impl App {
         Ok(report)
     }
 
-    /// Pass 2: the valid rows, in batches.
+    /// The second pass, when the rows could not be written while validating: the valid rows
+    /// again from the file, in batches of their own transactions.
     async fn write_valid(
         &self,
-        ctx: &Context,
+        ctx: &Arc<Context>,
         actor: &AuditActor,
         source: &XlsxSource,
         opts: &ImportOptions,
         v: &mut Validation,
         progress: &(dyn Fn(ImportProgress) + Send + Sync),
     ) -> AppResult<()> {
-        let mut writer = Writer {
-            app: self,
-            ctx,
-            actor: actor.clone(),
-            confirm_suspected: opts.confirm_suspected,
-            now: self.clock.now(),
-            batch_no: 0,
-            room: self
-                .classes_of(ctx.school.id)
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c.capacity - c.enrolled))
-                .collect(),
-        };
+        let mut writer =
+            Writer::new(self, ctx.clone(), actor.clone(), opts.confirm_suspected).await?;
         v.report.committed = true;
         let total = v.report.valid;
         let mut rx = start_reader(source.clone());
@@ -1402,18 +1668,9 @@ impl App {
             }
             if batch.len() >= CHUNK_ROWS || (end && !batch.is_empty()) {
                 let w = writer.write_batch(std::mem::take(&mut batch)).await?;
-                v.report.written += w.numbers.len() as u64;
-                for (_, no) in &w.numbers {
-                    if v.report.student_nos.len() < 1000 {
-                        v.report.student_nos.push(no.clone());
-                    }
-                }
-                for (row, e) in w.refused {
-                    v.invalid_rows.insert(row);
-                    v.report.valid -= 1;
-                    v.report.invalid += 1;
-                    v.push_error(row, &e);
-                }
+                let mut out = Outcome::default();
+                out.add(w);
+                v.take(out);
                 progress(ImportProgress {
                     phase: ImportPhase::Writing,
                     done: v.report.written,
@@ -1657,6 +1914,27 @@ pub fn template_xlsx(refs: &Refs, school: &SchoolOut, classes: &[ClassOut]) -> A
         ws.set_hidden(true);
     }
     wb.save_to_buffer().map_err(xlsx_err)
+}
+
+/// Writes rows in the template's columns ([`HEADERS`]) to an .xlsx file, streaming (constant
+/// memory: the cells go out as inline strings). For benchmarks and generated test files.
+pub fn write_rows_xlsx(
+    path: &std::path::Path,
+    rows: impl IntoIterator<Item = [String; 8]>,
+) -> AppResult<()> {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
+    ws.set_name("学生信息").map_err(xlsx_err)?;
+    for (c, h) in HEADERS.iter().enumerate() {
+        ws.write_string(0, c as u16, *h).map_err(xlsx_err)?;
+    }
+    for (r, row) in rows.into_iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            ws.write_string(r as u32 + 1, c as u16, v)
+                .map_err(xlsx_err)?;
+        }
+    }
+    wb.save(path).map_err(xlsx_err)
 }
 
 /// An import's report as an .xlsx workbook (导入报告).
