@@ -91,6 +91,9 @@ enum Command {
         /// Schools in the province (default: one per ~667 students, 15,000 at 10 million).
         #[arg(long, default_value_t = 0)]
         schools: usize,
+        /// Rows run through the import scenario (default: a tenth of the students).
+        #[arg(long, default_value_t = 0)]
+        import_rows: usize,
         /// Transfers generated for the work-list scenario (default: a tenth of the students).
         #[arg(long, default_value_t = 0)]
         list_transfers: usize,
@@ -397,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             students,
             schools,
+            import_rows,
             list_transfers,
             transfers,
             clients,
@@ -411,6 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(bench::BenchOpts {
                 students,
                 schools,
+                import_rows,
                 list_transfers,
                 transfers,
                 clients,

@@ -3,12 +3,14 @@
 //!
 //! The run builds a province (default 10 million students in ~15,000 河南 schools, valid
 //! identity numbers, a realistic spread over grades), then runs the chosen scenarios:
+//! `import` (the import path vs a bare bulk INSERT / COPY of the same rows),
 //! `lookup` (GET one student over HTTP vs a bare route running the same point query),
 //! `lists` (dashboard and transfer queries at a million transfers), `workflow` (complete
 //! transfers through the HTTP API vs a bare UPDATE + INSERT), `start` (`xueji demo` from
 //! nothing, `xueji serve` on the province). docs/performance.md records the figures.
 
 mod dataset;
+mod import;
 mod lists;
 mod lookup;
 mod start;
@@ -26,6 +28,8 @@ pub struct BenchOpts {
     pub students: usize,
     /// Schools in the generated province (0: one per ~667 students, 15,000 at 10 million).
     pub schools: usize,
+    /// Rows run through the import scenario (0: a tenth of the students).
+    pub import_rows: usize,
     /// Transfers generated for the work-list scenario (0: a tenth of the students).
     pub list_transfers: usize,
     /// Complete transfers run through the HTTP API by the workflow scenario.
@@ -224,6 +228,15 @@ async fn run_in(scratch: &Scratch, opts: &BenchOpts) -> anyhow::Result<()> {
         province.students as f64 / province.load_secs,
         peak_rss_mb()
     );
+    if wants("import") {
+        reset_peak_rss();
+        let n = if opts.import_rows == 0 {
+            (opts.students / 10).max(1000)
+        } else {
+            opts.import_rows
+        };
+        import::run(&app, &db, n).await?;
+    }
     if wants("lookup") {
         reset_peak_rss();
         lookup::run(&app, &db, &province, opts.lookup_clients, opts.lookup_secs).await?;
