@@ -297,7 +297,7 @@ pub async fn load(db: &Db, students: usize, schools: usize) -> anyhow::Result<Pr
         for part in people.chunks(ROWS_PER_TX) {
             let mut tx = db.begin().await?;
             for rows in part.chunks(ROWS_PER_STATEMENT) {
-                let sql = student_insert(rows.len());
+                let sql = student_insert(rows.len(), db.backend());
                 on_tx!(&mut tx, c => {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (id, name, eth, sid, grade, class_id) in rows {
@@ -370,25 +370,21 @@ pub async fn load(db: &Db, students: usize, schools: usize) -> anyhow::Result<Pr
     })
 }
 
-fn student_insert(n: usize) -> String {
+/// A multi-row INSERT of `n` students. SQLite gets anonymous `?` parameters: sqlx looks `$N` up by
+/// name, a linear scan per parameter.
+fn student_insert(n: usize, backend: Backend) -> String {
     const COLS: usize = 12;
     let values: Vec<String> = (0..n)
         .map(|i| {
-            let b = i * COLS;
+            let p: Vec<String> = (1..=COLS)
+                .map(|c| match backend {
+                    Backend::Sqlite => "?".to_string(),
+                    Backend::Postgres => format!("${}", i * COLS + c),
+                })
+                .collect();
             format!(
-                "(${}, '1', ${}, ${}, ${}, ${}, ${}, 'enrolled', ${}, ${}, ${}, ${}, 0, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10,
-                b + 11,
-                b + 12
+                "({}, '1', {}, {}, {}, {}, {}, 'enrolled', {}, {}, {}, {}, 0, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]
             )
         })
         .collect();
