@@ -220,7 +220,12 @@ fn assert_one_line_failure(out: &Output, what: &str) -> String {
         out.status.code().is_some_and(|c| c != 0),
         "{what}: a non-zero exit status, not a signal"
     );
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Log lines (timestamped, e.g. the note that a secret key file was made) may come first;
+    // the reason itself is one line.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
     assert_eq!(lines.len(), 1, "{what}: one line on stderr, got:\n{stderr}");
     assert!(lines[0].len() < 1000, "{what}: a short reason");
     lines[0].to_string()
