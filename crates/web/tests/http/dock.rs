@@ -302,8 +302,9 @@ async fn a_docked_province_acts_through_the_signed_interface() {
             first["version"].as_i64().unwrap(),
             "one change"
         );
-        // Without a key a POST is refused; a new key for the same step is the state machine's
-        // conflict (the step was decided), never a second decision.
+        // Without a key a POST is refused; the same decision again under a new key (the
+        // province's system lost the first answer) is answered as it stands, changing nothing;
+        // a different decision on the decided step is the state machine's conflict.
         let r = signed(
             &s,
             &key,
@@ -324,6 +325,21 @@ async fn a_docked_province_acts_through_the_signed_interface() {
             &path,
             Some(&body),
             Some("bj-2"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 200, "the same decision again");
+        let again: Value = r.json().await.unwrap();
+        assert_eq!(again["version"], first["version"], "nothing changed");
+        let refusal = json!({ "decision": "reject", "step": "out_school", "opinion": "不同意", "actor_name": "王老师" });
+        let r = signed(
+            &s,
+            &key,
+            "110000",
+            Method::POST,
+            &path,
+            Some(&refusal),
+            Some("bj-2b"),
             None,
         )
         .await;
