@@ -226,6 +226,12 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
     for sql in &dropped {
         on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
     }
+    // The ids were given explicitly: PostgreSQL's sequence must move past them.
+    if db.backend() == Backend::Postgres {
+        on_pool!(db.write(), p => sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('transfers', 'id'), (SELECT MAX(id) FROM transfers))"
+        ).execute(p).await.map(|_| ()))?;
+    }
     let analyze = match db.backend() {
         Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE",
         Backend::Postgres => "ANALYZE",

@@ -194,5 +194,11 @@ pub async fn run(
         "  peak RSS during the API run {api_peak:.0} MB (now {:.0} MB; SQLite page cache up to 64 MB per connection)",
         rss_mb()
     );
+    anyhow::ensure!(
+        api.errors == 0 && bare.errors == 0,
+        "lookups failed: {} API, {} bare",
+        api.errors,
+        bare.errors
+    );
     Ok(())
 }

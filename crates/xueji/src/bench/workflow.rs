@@ -426,5 +426,7 @@ pub async fn run(app: &App, db: &Db, transfers: usize, clients: usize) -> anyhow
         "  peak RSS (server + load generator) {:.0} MB",
         peak_rss_mb()
     );
+    // A failed transfer is a fault, not a figure: the run (and CI) fails.
+    anyhow::ensure!(errors == 0, "{errors} transfers failed");
     Ok(())
 }
