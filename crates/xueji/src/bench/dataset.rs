@@ -12,6 +12,8 @@ use anyhow::Context;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use xueji_app::seed::{Val, insert_rows};
 use xueji_app::{Backend, Db, on_pool, on_tx};
+
+use super::{drop_indexes, restore_indexes};
 use xueji_domain::ids::{Grade, IdNumber, StudentNo};
 
 const SURNAMES: &str = include_str!("../../../../data/surnames.txt");
@@ -104,26 +106,6 @@ impl Kind {
             Kind::Senior => ("高级中学", "高级中学"),
         }
     }
-}
-
-/// The indexes dropped during the load (non-unique secondary indexes of the big tables), with
-/// their definitions read from the database so that they come back exactly as migrated.
-async fn drop_indexes(db: &Db) -> anyhow::Result<Vec<String>> {
-    let rows: Vec<(String, String)> = match db.backend() {
-        Backend::Sqlite => on_pool!(db.read(), p => sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-             AND tbl_name IN ('students', 'student_numbers', 'enrollments') AND sql NOT LIKE 'CREATE UNIQUE%'"
-        ).fetch_all(p).await)?,
-        Backend::Postgres => on_pool!(db.read(), p => sqlx::query_as(
-            "SELECT indexname::text, indexdef::text FROM pg_indexes WHERE schemaname = current_schema() \
-             AND tablename IN ('students', 'student_numbers', 'enrollments') AND indexdef NOT LIKE 'CREATE UNIQUE%'"
-        ).fetch_all(p).await)?,
-    };
-    for (name, _) in &rows {
-        let sql = format!("DROP INDEX {name}");
-        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
-    }
-    Ok(rows.into_iter().map(|(_, sql)| sql).collect())
 }
 
 pub async fn load(db: &Db, students: usize, schools: usize) -> anyhow::Result<Province> {
@@ -251,7 +233,7 @@ pub async fn load(db: &Db, students: usize, schools: usize) -> anyhow::Result<Pr
     }
     let first_new: i64 = on_pool!(db.read(), p => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM students").fetch_one(p).await)?;
 
-    let dropped = drop_indexes(db).await?;
+    let dropped = drop_indexes(db, "'students', 'student_numbers', 'enrollments'").await?;
     let mut rng = Rng(0x5EED_2026_0901);
     let mut sample_nos = vec![];
     let mut written = 0usize;
@@ -351,14 +333,7 @@ pub async fn load(db: &Db, students: usize, schools: usize) -> anyhow::Result<Pr
         dropped.len(),
         t0.elapsed().as_secs_f64()
     );
-    for sql in &dropped {
-        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
-    }
-    let analyze = match db.backend() {
-        Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE",
-        Backend::Postgres => "ANALYZE",
-    };
-    on_pool!(db.write(), p => sqlx::raw_sql(sqlx::AssertSqlSafe(analyze)).execute(p).await.map(|_| ()))?;
+    restore_indexes(db, &dropped).await?;
     Ok(Province {
         students: written,
         schools,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use xueji_app::{App, Backend, Db, on_pool};
 
 use super::dataset::Province;
-use super::{V, bulk_insert, peak_rss_mb, percentile};
+use super::{V, bulk_insert, drop_indexes, peak_rss_mb, percentile, restore_indexes};
 
 const STEP_CODES: [(&str, &str, &str, &str); 4] = [
     ("in_school", "in", "school_review", "school"),
@@ -28,25 +28,6 @@ const STEP_CODES: [(&str, &str, &str, &str); 4] = [
 struct School {
     code: String,
     region: String,
-}
-
-async fn drop_indexes(db: &Db, tables: &str) -> anyhow::Result<Vec<String>> {
-    let sql = match db.backend() {
-        Backend::Sqlite => format!(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-             AND tbl_name IN ({tables}) AND sql NOT LIKE 'CREATE UNIQUE%'"
-        ),
-        Backend::Postgres => format!(
-            "SELECT indexname::text, indexdef::text FROM pg_indexes WHERE schemaname = current_schema() \
-             AND tablename IN ({tables}) AND indexdef NOT LIKE 'CREATE UNIQUE%' AND indexname NOT LIKE '%_pkey'"
-        ),
-    };
-    let rows: Vec<(String, String)> = on_pool!(db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(p).await)?;
-    for (name, _) in &rows {
-        let sql = format!("DROP INDEX {name}");
-        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
-    }
-    Ok(rows.into_iter().map(|(_, sql)| sql).collect())
 }
 
 /// Writes `n` transfers with their steps; returns how many were written.
@@ -223,20 +204,13 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
             eprintln!("  … {written} of {n} transfers written");
         }
     }
-    for sql in &dropped {
-        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
-    }
+    restore_indexes(db, &dropped).await?;
     // The ids were given explicitly: PostgreSQL's sequence must move past them.
     if db.backend() == Backend::Postgres {
         on_pool!(db.write(), p => sqlx::query(
             "SELECT setval(pg_get_serial_sequence('transfers', 'id'), (SELECT MAX(id) FROM transfers))"
         ).execute(p).await.map(|_| ()))?;
     }
-    let analyze = match db.backend() {
-        Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE",
-        Backend::Postgres => "ANALYZE",
-    };
-    on_pool!(db.write(), p => sqlx::raw_sql(sqlx::AssertSqlSafe(analyze)).execute(p).await.map(|_| ()))?;
     Ok(written)
 }
 

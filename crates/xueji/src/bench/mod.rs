@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use xueji_app::db::Durability;
-use xueji_app::{App, Backend, Clock, Db};
+use xueji_app::{App, Backend, Clock, Db, on_pool};
 
 pub struct BenchOpts {
     /// Students in the generated province.
@@ -258,6 +258,41 @@ async fn run_in(scratch: &Scratch, opts: &BenchOpts) -> anyhow::Result<()> {
     if wants("start") {
         start::run(&scratch.url).await?;
     }
+    Ok(())
+}
+
+/// Drops the non-unique secondary indexes of `tables` (a quoted, comma-separated list) before a
+/// bulk load, returning their definitions as the database reports them, so that
+/// [`restore_indexes`] builds them again exactly as migrated.
+pub async fn drop_indexes(db: &Db, tables: &str) -> anyhow::Result<Vec<String>> {
+    let sql = match db.backend() {
+        Backend::Sqlite => format!(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+             AND tbl_name IN ({tables}) AND sql NOT LIKE 'CREATE UNIQUE%'"
+        ),
+        Backend::Postgres => format!(
+            "SELECT indexname::text, indexdef::text FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename IN ({tables}) AND indexdef NOT LIKE 'CREATE UNIQUE%' AND indexname NOT LIKE '%_pkey'"
+        ),
+    };
+    let rows: Vec<(String, String)> = on_pool!(db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(p).await)?;
+    for (name, _) in &rows {
+        let sql = format!("DROP INDEX {name}");
+        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
+    }
+    Ok(rows.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Builds the dropped indexes again and refreshes the planner's statistics.
+pub async fn restore_indexes(db: &Db, dropped: &[String]) -> anyhow::Result<()> {
+    for sql in dropped {
+        on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
+    }
+    let analyze = match db.backend() {
+        Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE",
+        Backend::Postgres => "ANALYZE",
+    };
+    on_pool!(db.write(), p => sqlx::raw_sql(sqlx::AssertSqlSafe(analyze)).execute(p).await.map(|_| ()))?;
     Ok(())
 }
 
