@@ -175,6 +175,47 @@ impl SecretKey {
     }
 }
 
+/// What `xueji backup` does with the key of the SQLite database at `database_url` when it copies
+/// the database to `dest`: a key file beside the database is copied beside the copy (mode 0600),
+/// since a copy without its key cannot open its TOTP secrets and every enrolled account would be
+/// locked out after a restore. A key from the environment is the operator's to keep; nothing is
+/// copied then. Returns what was done, for the operator, in one line (never the key).
+pub fn backup_key(
+    env_key: Option<&str>,
+    env_file: Option<&str>,
+    database_url: &str,
+    dest: &Path,
+) -> Result<String, String> {
+    if env_key.is_some_and(|k| !k.trim().is_empty()) {
+        return Ok(format!(
+            "the secret key comes from {ENV_KEY}: keep it with the backup, the copy needs it"
+        ));
+    }
+    if let Some(f) = env_file.map(str::trim).filter(|f| !f.is_empty()) {
+        return Ok(format!(
+            "the secret key is the file {f} ({ENV_KEY_FILE}): keep it with the backup, the copy needs it"
+        ));
+    }
+    let Some(db) = sqlite_path(database_url) else {
+        return Ok("no secret key to copy".into());
+    };
+    let (mut from, mut to) = (db.into_os_string(), dest.as_os_str().to_owned());
+    from.push(".key");
+    to.push(".key");
+    let (from, to) = (PathBuf::from(from), PathBuf::from(to));
+    match std::fs::read_to_string(&from) {
+        Ok(text) => {
+            write_private(&to, &text)
+                .map_err(|e| format!("cannot write the key file {}: {e}", to.display()))?;
+            Ok(format!("secret key copied to {}", to.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok("no secret key file beside the database: nothing to copy".into())
+        }
+        Err(e) => Err(format!("cannot read the key file {}: {e}", from.display())),
+    }
+}
+
 /// Whether a stored value is encrypted (else it is a plaintext value from before).
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)

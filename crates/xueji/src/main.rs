@@ -436,9 +436,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BenchDock { events, live } => bench_dock::run(events, live).await?,
         Command::Backup { db, dest } => {
-            let d = Db::connect(&db.url(DEFAULT_DB)).await?;
+            let url = db.url(DEFAULT_DB);
+            let d = Db::connect(&url).await?;
             d.backup_to(&dest).await?;
             println!("backup written to {}", dest.display());
+            // The copy's TOTP secrets open only with the key they were sealed under.
+            let key = xueji_app::secret_key::backup_key(
+                std::env::var(xueji_app::secret_key::ENV_KEY).ok().as_deref(),
+                std::env::var(xueji_app::secret_key::ENV_KEY_FILE)
+                    .ok()
+                    .as_deref(),
+                &url,
+                &dest,
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("{key}");
         }
         Command::Import {
             what:

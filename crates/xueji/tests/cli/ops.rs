@@ -93,6 +93,20 @@ fn a_restored_backup_serves_the_same_data() {
             let out = t.run(&["backup", &dest.display().to_string()]);
             assert_ok(&out, "backup");
             assert!(text(&out.stdout).contains("backup written"));
+            // The key beside the database goes with the copy (TOTP secrets open only with it).
+            let source = format!("{}.key", t.args[1]);
+            let copied = format!("{}.key", dest.display());
+            assert!(text(&out.stdout).contains("secret key copied"), "{}", text(&out.stdout));
+            assert_eq!(
+                std::fs::read_to_string(&source).expect("the served database made its key"),
+                std::fs::read_to_string(&copied).expect("the key copied beside the backup"),
+            );
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&copied).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "the copied key is the owner's only");
+            }
             // A second backup onto the same file is refused, never overwritten.
             let again = t.run(&["backup", &dest.display().to_string()]);
             assert!(!again.status.success(), "backup over an existing file");
