@@ -442,7 +442,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("backup written to {}", dest.display());
             // The copy's TOTP secrets open only with the key they were sealed under.
             let key = xueji_app::secret_key::backup_key(
-                std::env::var(xueji_app::secret_key::ENV_KEY).ok().as_deref(),
+                std::env::var(xueji_app::secret_key::ENV_KEY)
+                    .ok()
+                    .as_deref(),
                 std::env::var(xueji_app::secret_key::ENV_KEY_FILE)
                     .ok()
                     .as_deref(),

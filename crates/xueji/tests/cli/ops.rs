@@ -96,7 +96,11 @@ fn a_restored_backup_serves_the_same_data() {
             // The key beside the database goes with the copy (TOTP secrets open only with it).
             let source = format!("{}.key", t.args[1]);
             let copied = format!("{}.key", dest.display());
-            assert!(text(&out.stdout).contains("secret key copied"), "{}", text(&out.stdout));
+            assert!(
+                text(&out.stdout).contains("secret key copied"),
+                "{}",
+                text(&out.stdout)
+            );
             assert_eq!(
                 std::fs::read_to_string(&source).expect("the served database made its key"),
                 std::fs::read_to_string(&copied).expect("the key copied beside the backup"),
