@@ -118,16 +118,50 @@ struct OverdueStep {
     escalated_to: Option<String>,
 }
 
-/// The open steps of the region (by the waiting party's region, or escalated into it). The
-/// status list matches the partial index `transfers_open` (0014) word for word, so that only
-/// open transfers are read, however many are closed.
-const OPEN_STEPS: &str = "FROM transfers t JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step \
-     LEFT JOIN schools sc ON cs.party_kind = 'school' AND sc.code = cs.party_code \
-     LEFT JOIN authorities a ON cs.party_kind = 'authority' AND a.region_code = cs.party_code \
-     WHERE t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review') \
-     AND cs.decision IS NULL \
-     AND ((COALESCE(sc.region_code, cs.party_code) >= $1 AND COALESCE(sc.region_code, cs.party_code) < $2) \
-          OR (cs.escalated_to >= $1 AND cs.escalated_to < $2))";
+/// The open steps of the region (by the waiting party's region, or escalated into it), as rows
+/// `cs` joined to their transfer `t`. The waiting party's region is on the step (0015), so a
+/// county's steps are a range of the partial index `transfer_steps_open` and a province's are
+/// read from that index alone; the escalated ones outside the region come second; then each
+/// step's transfer by its key (`CROSS JOIN` keeps SQLite in that order whatever its statistics
+/// say). The status list matches `transfers_open` (0014) word for word.
+const OPEN_STEPS: &str = "FROM (SELECT transfer_id, idx, code, party_kind, party_code, party_region, due_date, escalated_to \
+       FROM transfer_steps WHERE decision IS NULL AND due_date IS NOT NULL AND party_region >= $1 AND party_region < $2 \
+     UNION ALL SELECT transfer_id, idx, code, party_kind, party_code, party_region, due_date, escalated_to \
+       FROM transfer_steps WHERE escalated_to >= $1 AND escalated_to < $2 AND decision IS NULL AND due_date IS NOT NULL \
+       AND NOT (party_region >= $1 AND party_region < $2)) cs \
+     CROSS JOIN transfers t WHERE t.id = cs.transfer_id AND t.current_step = cs.idx \
+     AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review')";
+
+/// The waiting party's name, joined after grouping or limiting (not once per open step).
+const PARTY_NAME: &str = "LEFT JOIN schools sc ON g.party_kind = 'school' AND sc.code = g.party_code \
+     LEFT JOIN authorities a ON g.party_kind = 'authority' AND a.region_code = g.party_code";
+
+/// The dashboard's two statements (`$1`..`$2` the region's range, `$3` today), public for the
+/// test that checks their plans.
+#[doc(hidden)]
+pub mod dashboard_sql {
+    use super::{OPEN_STEPS, PARTY_NAME};
+
+    /// Open steps counted per party, due date and escalation.
+    pub fn groups() -> String {
+        format!(
+            "SELECT g.party_kind, g.party_code, g.party_region, COALESCE(sc.name, a.name) AS party_name, \
+             g.due_date, g.escalated_to, g.n FROM (SELECT cs.party_kind, cs.party_code, cs.party_region, \
+             cs.due_date, cs.escalated_to, COUNT(*) AS n {OPEN_STEPS} \
+             GROUP BY cs.party_kind, cs.party_code, cs.party_region, cs.due_date, cs.escalated_to) g {PARTY_NAME}"
+        )
+    }
+
+    /// The longest overdue steps first.
+    pub fn overdue() -> String {
+        format!(
+            "SELECT g.transfer_id, g.student_name, g.party_region, COALESCE(sc.name, a.name) AS party_name, g.code, \
+             g.due_date, g.escalated_to FROM (SELECT t.id AS transfer_id, t.student_name, cs.party_kind, cs.party_code, \
+             cs.party_region, cs.code, cs.due_date, cs.escalated_to {OPEN_STEPS} \
+             AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300) g {PARTY_NAME} ORDER BY g.due_date, g.transfer_id"
+        )
+    }
+}
 
 fn step_label(code: &str) -> &'static str {
     match code {
@@ -177,19 +211,11 @@ impl App {
             .unwrap_or(("000000".into(), "999999".into()));
         // Counted in the database per party and due date: a province has tens of thousands
         // of open steps but only a few due dates per party.
-        let sql = format!(
-            "SELECT cs.party_kind, cs.party_code, COALESCE(sc.region_code, cs.party_code) AS party_region, \
-             COALESCE(sc.name, a.name) AS party_name, cs.due_date, cs.escalated_to, COUNT(*) AS n {OPEN_STEPS} \
-             GROUP BY cs.party_kind, cs.party_code, sc.region_code, sc.name, a.name, cs.due_date, cs.escalated_to"
-        );
+        let sql = dashboard_sql::groups();
         let groups: Vec<OpenGroup> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&lo).bind(&hi).fetch_all(p).await)?;
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
-        let sql = format!(
-            "SELECT t.id AS transfer_id, t.student_name, COALESCE(sc.region_code, cs.party_code) AS party_region, \
-             COALESCE(sc.name, a.name) AS party_name, cs.code, cs.due_date, cs.escalated_to {OPEN_STEPS} \
-             AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300"
-        );
+        let sql = dashboard_sql::overdue();
         let late: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&lo).bind(&hi).bind(self.clock.today()).fetch_all(p).await)?;
         let cal = self.calendar();

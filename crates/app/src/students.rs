@@ -8,7 +8,7 @@ use xueji_domain::Error;
 use xueji_domain::ids::{Gender, Grade, mask_document};
 
 use crate::auth::{CurrentUser, Scope};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::paging::{Page, Paged};
 use crate::{App, on_pool};
 
@@ -156,15 +156,34 @@ pub struct NumberOut {
     pub replaced_at: Option<DateTime<Utc>>,
 }
 
+/// The student list's statements and their arguments (text, or integers at the given places;
+/// the page's LIMIT and OFFSET follow).
+struct StudentQuery {
+    binds: Vec<Option<String>>,
+    ints: Vec<(usize, i64)>,
+    statements: StudentStatements,
+}
+
+enum StudentStatements {
+    Plain {
+        count: String,
+        list: String,
+    },
+    /// `q` given: the one student with that number, then the names with that prefix.
+    ByNumberOrName {
+        exact: String,
+        count: String,
+        list: String,
+    },
+}
+
 impl App {
-    /// Students the caller may see, filtered. A school sees its own; an authority its region
-    /// subtree; the national administrator everyone. Scope is applied in SQL.
-    pub async fn students(
+    /// The statements of the student list for these filters; `None`: nothing is in scope.
+    async fn student_query(
         &self,
         user: &CurrentUser,
         filter: &StudentFilter,
-        page: Page,
-    ) -> AppResult<Paged<StudentSummary>> {
+    ) -> AppResult<Option<StudentQuery>> {
         let scope = user.scope();
         let mut school_id: Option<i64> = None;
         if let Some(code) = filter.school.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -178,10 +197,7 @@ impl App {
             None => None,
         };
         let Some((lo, hi)) = scope.region_range(region.as_ref()) else {
-            return Ok(Paged {
-                items: vec![],
-                total: 0,
-            });
+            return Ok(None);
         };
         let grade = match filter.grade.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(g) => Some(Grade::parse(g)?.code()),
@@ -223,11 +239,15 @@ impl App {
             ints.push((binds.len() - 1, c));
             conds.push(format!("st.class_id = {p}"));
         }
-        if let Some(q) = &q {
+        // A name prefix or an exact number: `number OR name` makes SQLite read every row the
+        // name index finds (15 s for a surname over a 10-million province), so the two are
+        // asked apart: the one student with that number first, then the names in the name
+        // index's own order (name, region, school, id), counted from that index alone.
+        let q_parts = q.as_ref().map(|q| {
             let exact = arg(&mut binds, Some(q.clone()));
             let like = arg(&mut binds, Some(format!("{q}%")));
             // SQLite compares text bytewise, so a prefix is also a range its index can walk;
-            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migration 0014).
+            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migrations 0014, 0015).
             let range = match self.db.backend() {
                 crate::Backend::Sqlite => {
                     let lo = arg(&mut binds, Some(q.clone()));
@@ -236,22 +256,59 @@ impl App {
                 }
                 crate::Backend::Postgres => String::new(),
             };
-            conds.push(format!(
-                "(st.student_no = {exact} OR (st.name LIKE {like}{range}))"
-            ));
-        }
+            (
+                format!("st.student_no = {exact}"),
+                format!("st.name LIKE {like}{range}"),
+            )
+        });
         let where_ = format!("WHERE {}", conds.join(" AND "));
-        let order = if school_id.is_some() {
+        let order = if q.is_some() {
+            "st.name, st.region_code, st.school_id, st.id"
+        } else if school_id.is_some() {
             "st.grade, st.class_id, st.id"
         } else {
             "st.region_code, st.id"
         };
-        let count_sql = format!("SELECT COUNT(*) FROM students st {where_}");
         let limit = next;
-        let list_sql = format!(
-            "{STUDENT_SELECT} {where_} ORDER BY {order} LIMIT ${limit} OFFSET ${}",
-            limit + 1
-        );
+        let page = format!("LIMIT ${limit} OFFSET ${}", limit + 1);
+        let statements = match q_parts {
+            None => StudentStatements::Plain {
+                count: format!("SELECT COUNT(*) FROM students st {where_}"),
+                list: format!("{STUDENT_SELECT} {where_} ORDER BY {order} {page}"),
+            },
+            Some((exact, name)) => StudentStatements::ByNumberOrName {
+                // The student with that number, when in scope and not also found by name.
+                exact: format!("{STUDENT_SELECT} {where_} AND {exact} AND NOT ({name})"),
+                count: format!("SELECT COUNT(*) FROM students st {where_} AND {name}"),
+                list: format!("{STUDENT_SELECT} {where_} AND {name} ORDER BY {order} {page}"),
+            },
+        };
+        Ok(Some(StudentQuery {
+            binds,
+            ints,
+            statements,
+        }))
+    }
+
+    /// Students the caller may see, filtered. A school sees its own; an authority its region
+    /// subtree; the national administrator everyone. Scope is applied in SQL.
+    pub async fn students(
+        &self,
+        user: &CurrentUser,
+        filter: &StudentFilter,
+        page: Page,
+    ) -> AppResult<Paged<StudentSummary>> {
+        let Some(StudentQuery {
+            binds,
+            ints,
+            statements,
+        }) = self.student_query(user, filter).await?
+        else {
+            return Ok(Paged {
+                items: vec![],
+                total: 0,
+            });
+        };
         macro_rules! bind_all {
             ($q:expr) => {{
                 let mut q = $q;
@@ -264,13 +321,76 @@ impl App {
                 q
             }};
         }
-        let total: i64 = on_pool!(self.db.read(), p => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))).fetch_one(p).await)?;
-        let rows: Vec<StudentRow> = on_pool!(self.db.read(), p => bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())))
-            .bind(page.per_page).bind(page.offset()).fetch_all(p).await)?;
+        let (exact_sql, count_sql, list_sql) = match &statements {
+            StudentStatements::Plain { count, list } => (None, count, list),
+            StudentStatements::ByNumberOrName { exact, count, list } => (Some(exact), count, list),
+        };
+        let by_no: Vec<StudentRow> = match exact_sql {
+            Some(sql) => {
+                on_pool!(self.db.read(), p => bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))).fetch_all(p).await)?
+            }
+            None => vec![],
+        };
+        let counted: i64 = on_pool!(self.db.read(), p => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.as_str()))).fetch_one(p).await)?;
+        // The exact match (at most one) comes before the names, so the pages shift by it.
+        let first = by_no.len() as i64;
+        let offset = page.offset();
+        let mut items: Vec<StudentSummary> = by_no
+            .into_iter()
+            .skip(offset.min(first) as usize)
+            .take(page.per_page.max(0) as usize)
+            .map(StudentRow::summary)
+            .collect();
+        let want = page.per_page - items.len() as i64;
+        if want > 0 {
+            let rows: Vec<StudentRow> = on_pool!(self.db.read(), p => bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(list_sql.as_str())))
+                .bind(want).bind((offset - first).max(0)).fetch_all(p).await)?;
+            items.extend(rows.into_iter().map(StudentRow::summary));
+        }
         Ok(Paged {
-            items: rows.into_iter().map(StudentRow::summary).collect(),
-            total,
+            items,
+            total: first + counted,
         })
+    }
+
+    /// The query plans (SQLite `EXPLAIN QUERY PLAN` details) of the student list's count and
+    /// page for these filters, for the test that keeps their indexes.
+    #[doc(hidden)]
+    pub async fn student_query_plans(
+        &self,
+        user: &CurrentUser,
+        filter: &StudentFilter,
+    ) -> AppResult<(Vec<String>, Vec<String>)> {
+        let Some(q) = self.student_query(user, filter).await? else {
+            return Ok((vec![], vec![]));
+        };
+        let (count, list) = match &q.statements {
+            StudentStatements::Plain { count, list } => (count, list),
+            StudentStatements::ByNumberOrName { count, list, .. } => (count, list),
+        };
+        let explain = |sql: &str, page: bool| {
+            let sql = format!("EXPLAIN QUERY PLAN {sql}");
+            let (binds, ints) = (&q.binds, &q.ints);
+            async move {
+                let mut query =
+                    sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
+                for (i, b) in binds.iter().enumerate() {
+                    query = match ints.iter().find(|(at, _)| *at == i) {
+                        Some((_, v)) => query.bind(*v),
+                        None => query.bind(b.clone()),
+                    };
+                }
+                if page {
+                    query = query.bind(50i64).bind(0i64);
+                }
+                let crate::db::Db::Sqlite { readers, .. } = &self.db else {
+                    return Err(AppError::Other("plans are read on SQLite".into()));
+                };
+                let rows = query.fetch_all(readers).await?;
+                Ok::<_, AppError>(rows.into_iter().map(|r| r.3).collect::<Vec<_>>())
+            }
+        };
+        Ok((explain(count, false).await?, explain(list, true).await?))
     }
 
     /// Whether the caller may see a student: the student's current school is in scope, or a school

@@ -56,6 +56,57 @@ impl Where {
     }
 }
 
+/// An OR split into branches that an index each can answer: the count is a sum of counts
+/// with signs (inclusion–exclusion), the page a UNION of ids.
+struct Split {
+    a: String,
+    b: String,
+    /// Rows may match both: counted once by subtracting `a AND b`.
+    overlapping: bool,
+}
+
+impl Split {
+    fn disjoint(a: String, b: String) -> Self {
+        Self {
+            a,
+            b,
+            overlapping: false,
+        }
+    }
+    fn overlapping(a: String, b: String) -> Self {
+        Self {
+            a,
+            b,
+            overlapping: true,
+        }
+    }
+
+    /// Every combination of the splits' branches, ANDed with `base`, with its sign.
+    fn expand(base: &[String], splits: &[Split]) -> Vec<(String, i32)> {
+        let mut terms: Vec<(Vec<String>, i32)> = vec![(base.to_vec(), 1)];
+        for s in splits {
+            let mut options = vec![(vec![s.a.clone()], 1), (vec![s.b.clone()], 1)];
+            if s.overlapping {
+                options.push((vec![s.a.clone(), s.b.clone()], -1));
+            }
+            terms = terms
+                .iter()
+                .flat_map(|(conds, sign)| {
+                    options.iter().map(move |(more, o)| {
+                        let mut c = conds.clone();
+                        c.extend(more.iter().cloned());
+                        (c, sign * o)
+                    })
+                })
+                .collect();
+        }
+        terms
+            .into_iter()
+            .map(|(c, sign)| (c.join(" AND "), sign))
+            .collect()
+    }
+}
+
 macro_rules! bind_args {
     ($q:expr, $args:expr) => {{
         let mut q = $q;
@@ -109,7 +160,11 @@ impl App {
             None => None,
         };
         let today = self.clock.today();
+        let needs_step = f.overdue.unwrap_or(false) || f.todo.unwrap_or(false);
         let mut w = Where::default();
+        // Sets of disjoint alternatives (an OR that is split): the statement becomes the union
+        // of one branch per combination, each an AND that one index answers without reading rows.
+        let mut alternatives: Vec<Split> = vec![];
         // Whose transfers: the school's own, the region's schools', or all.
         let scope = user.scope();
         match &scope {
@@ -126,11 +181,14 @@ impl App {
                 let (lo, hi) = (w.arg(Arg::T(lo)), w.arg(Arg::T(hi)));
                 let to = format!("(t.to_region >= {lo} AND t.to_region < {hi})");
                 let from = format!("(t.from_region >= {lo} AND t.from_region < {hi})");
-                w.conds.push(match direction {
-                    Some("in") => to,
-                    Some(_) => from,
-                    None => format!("({to} OR {from})"),
-                });
+                match direction {
+                    Some("in") => w.conds.push(to),
+                    Some(_) => w.conds.push(from),
+                    // Two disjoint halves, each searched by its own index (see `Built`).
+                    None if !needs_step => alternatives
+                        .push(Split::disjoint(to.clone(), format!("{from} AND NOT {to}"))),
+                    None => w.conds.push(format!("({to} OR {from})")),
+                }
             }
             Scope::National => {}
         }
@@ -150,9 +208,24 @@ impl App {
         {
             let exact = w.arg(Arg::T(q.clone()));
             let prefix = w.arg(Arg::T(format!("{q}%")));
-            w.conds.push(format!(
-                "(t.student_no = {exact} OR t.student_name LIKE {prefix})"
-            ));
+            // SQLite compares text bytewise, so a prefix is also a range its index can walk;
+            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migration 0015).
+            let name = match self.db.backend() {
+                crate::Backend::Sqlite => {
+                    let lo = w.arg(Arg::T(q.clone()));
+                    let hi = w.arg(Arg::T(format!("{q}\u{10FFFF}")));
+                    format!(
+                        "t.student_name LIKE {prefix} AND t.student_name >= {lo} AND t.student_name < {hi}"
+                    )
+                }
+                crate::Backend::Postgres => format!("t.student_name LIKE {prefix}"),
+            };
+            if needs_step {
+                w.conds
+                    .push(format!("(t.student_no = {exact} OR ({name}))"));
+            } else {
+                alternatives.push(Split::overlapping(format!("t.student_no = {exact}"), name));
+            }
         }
         // Filing dates are Beijing days.
         if let Some(from) = f
@@ -223,22 +296,54 @@ impl App {
                 w.conds.push(format!("({})", either.join(" OR ")));
             }
         }
-        let needs_step = f.overdue.unwrap_or(false) || f.todo.unwrap_or(false);
         let step_join =
             "LEFT JOIN transfer_steps cs ON cs.transfer_id = t.id AND cs.idx = t.current_step";
-        let where_ = w.sql();
+        const COLUMNS: &str = "SELECT t.id, t.kind, t.status, t.student_no, t.student_name, t.from_school, fs.name AS from_school_name, \
+             t.to_school, ts.name AS to_school_name, t.to_grade, t.created_at, cs.code AS step_code, cs.side AS step_side, \
+             cs.role AS step_role, cs.shared AS step_shared, cs.due_date AS step_due, cs.decision AS step_decision \
+             FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id";
+        if alternatives.is_empty() {
+            let where_ = w.sql();
+            let count_sql = format!(
+                "SELECT COUNT(*) FROM transfers t {} {where_}",
+                if needs_step { step_join } else { "" }
+            );
+            let limit = w.arg(Arg::I(page.per_page));
+            let offset = w.arg(Arg::I(page.offset()));
+            let list_sql = format!(
+                "{COLUMNS} {step_join} {where_} ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}"
+            );
+            return Ok(Built {
+                count_sql,
+                list_sql,
+                args: w.args,
+            });
+        }
+        // Without the split, `(to OR from)` makes SQLite read every matching row of the
+        // province to test the rest (seconds at a million transfers); each branch here is
+        // answered from one covering index, and the page's ids are chosen before any row is read.
+        let terms = Split::expand(&w.conds, &alternatives);
         let count_sql = format!(
-            "SELECT COUNT(*) FROM transfers t {} {where_}",
-            if needs_step { step_join } else { "" }
+            "SELECT 0{}",
+            terms
+                .iter()
+                .map(|(c, sign)| format!(
+                    " {} (SELECT COUNT(*) FROM transfers t WHERE {c})",
+                    if *sign > 0 { '+' } else { '-' }
+                ))
+                .collect::<String>()
         );
+        let ids = terms
+            .iter()
+            .filter(|(_, sign)| *sign > 0)
+            .map(|(c, _)| format!("SELECT t.id FROM transfers t WHERE {c}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ");
         let limit = w.arg(Arg::I(page.per_page));
         let offset = w.arg(Arg::I(page.offset()));
         let list_sql = format!(
-            "SELECT t.id, t.kind, t.status, t.student_no, t.student_name, t.from_school, fs.name AS from_school_name, \
-             t.to_school, ts.name AS to_school_name, t.to_grade, t.created_at, cs.code AS step_code, cs.side AS step_side, \
-             cs.role AS step_role, cs.shared AS step_shared, cs.due_date AS step_due, cs.decision AS step_decision \
-             FROM transfers t JOIN schools fs ON fs.id = t.from_school_id JOIN schools ts ON ts.id = t.to_school_id \
-             {step_join} {where_} ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}"
+            "{COLUMNS} {step_join} WHERE t.id IN (SELECT id FROM ({ids}) page ORDER BY id DESC LIMIT {limit} OFFSET {offset}) \
+             ORDER BY t.id DESC"
         );
         Ok(Built {
             count_sql,

@@ -951,29 +951,23 @@ impl App {
         if !state.chain.is_empty() {
             let values = (0..state.chain.len())
                 .map(|i| {
-                    let p = i * 12;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6,
-                        p + 7,
-                        p + 8,
-                        p + 9,
-                        p + 10,
-                        p + 11,
-                        p + 12
-                    )
+                    let p = i * 13;
+                    let ps: Vec<String> = (p + 1..=p + 13).map(|n| format!("${n}")).collect();
+                    format!("({})", ps.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             let steps_sql = format!(
                 "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, \
-             due_date, deadline_days, overdue_action) VALUES {values}"
+             due_date, deadline_days, overdue_action, party_region) VALUES {values}"
             );
+            // The waiting party's region, kept on the step for the 督办 dashboard's index.
+            let region_of = |party: &OrgRef| match party {
+                OrgRef::School(c) if *c == from_school.code => from_school.region.clone(),
+                OrgRef::School(_) => to_school.region.clone(),
+                OrgRef::Authority(r) => r.clone(),
+                OrgRef::National => String::new(),
+            };
             on_tx!(&mut tx, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(steps_sql.as_str()));
                 for (idx, step) in state.chain.iter().enumerate() {
@@ -990,7 +984,8 @@ impl App {
                     };
                     q = q.bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
                         .bind(kind_s).bind(code).bind(step.shared).bind(began).bind(due_on)
-                        .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action));
+                        .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action))
+                        .bind(region_of(&step.party));
                 }
                 q.execute(&mut *c).await.map(|r| r.rows_affected())
             })?;

@@ -173,3 +173,49 @@ async fn workflow_statements_use_their_indexes() {
         dispose(&app.db).await;
     }
 }
+
+/// The 督办 dashboard reads the waiting steps of a region from the partial index
+/// `transfer_steps_open` (by the waiting party's region), the escalated ones from their own
+/// index, and each step's transfer by its key: no scan of the transfers or of every step.
+#[tokio::test]
+async fn dashboard_statements_use_their_indexes() {
+    use xueji_app::oversight::dashboard_sql;
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let range = [V::T("410000"), V::T("420000")];
+        let groups = plan(&app, &dashboard_sql::groups(), &range).await;
+        let overdue = plan(
+            &app,
+            &dashboard_sql::overdue(),
+            &[
+                V::T("410000"),
+                V::T("420000"),
+                V::OD(NaiveDate::from_ymd_opt(2026, 11, 2)),
+            ],
+        )
+        .await;
+        for p in [&groups, &overdue] {
+            let wanted: &[&str] = if backend == Backend::Postgres {
+                // (its planner may answer the escalated half from the same partial index)
+                &["Index Only Scan using transfer_steps_open"]
+            } else {
+                &[
+                    "COVERING INDEX transfer_steps_open (party_region>? AND party_region<?)",
+                    "transfer_steps_escalated (escalated_to>? AND escalated_to<?)",
+                    "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)",
+                ]
+            };
+            for w in wanted {
+                assert!(p.contains(w), "expected {w:?} in the plan: {p}");
+            }
+            // Only the statement's own intermediate results (cs, g) are read whole.
+            assert!(
+                !p.contains("Seq Scan")
+                    && p.split(" | ").all(|l| !l.trim().starts_with("SCAN ")
+                        || ["SCAN cs", "SCAN g"].contains(&l.trim())),
+                "a scan in the plan: {p}"
+            );
+        }
+        dispose(&app.db).await;
+    }
+}

@@ -125,6 +125,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                 V::OT(None),
             ]);
             for (idx, (code, side, role, kind)) in STEP_CODES.iter().enumerate() {
+                let party_region = if *side == "in" { &t.region } else { &f.region }.clone();
                 let party = match (*side, *kind) {
                     ("in", "school") => t.code.clone(),
                     ("in", _) => t.region.clone(),
@@ -151,6 +152,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                         (decided || waiting)
                             .then(|| (began + chrono::Duration::days(14)).date_naive()),
                     ),
+                    V::T(party_region),
                 ]);
             }
         }
@@ -231,6 +233,7 @@ async fn insert_steps(tx: &mut xueji_app::db::Tx, rows: Vec<Vec<V>>) -> anyhow::
             "opinion",
             "began_on",
             "due_date",
+            "party_region",
         ],
         rows,
     )
@@ -347,7 +350,7 @@ pub async fn run(app: &App, db: &Db, province: &Province, n: usize) -> anyhow::R
         .map(|i| format!("{base}/api/v1/transfers?q={}", surnames[i % surnames.len()]))
         .collect();
     table.push((
-        "transfers by name prefix, province".into(),
+        "transfers by a surname alone, province".into(),
         time_urls(&client, &province_token, &urls).await?,
     ));
     let mut todo = vec![];
@@ -394,7 +397,26 @@ pub async fn run(app: &App, db: &Db, province: &Province, n: usize) -> anyhow::R
         .map(|i| format!("{base}/api/v1/students?q={}", surnames[i % surnames.len()]))
         .collect();
     table.push((
-        "students by name prefix, province".into(),
+        "students by a surname alone, province".into(),
+        time_urls(&client, &province_token, &urls).await?,
+    ));
+    // What people type most: a whole name, taken from the generated students.
+    let names: Vec<String> = on_pool!(db.read(), p => sqlx::query_scalar(
+        "SELECT name FROM students WHERE id % 1009 = 7 LIMIT 200"
+    ).fetch_all(p).await)?;
+    anyhow::ensure!(!names.is_empty(), "no students to take names from");
+    let urls: Vec<String> = (0..reps)
+        .map(|i| format!("{base}/api/v1/students?q={}", names[i % names.len()]))
+        .collect();
+    table.push((
+        "students by full name, province".into(),
+        time_urls(&client, &province_token, &urls).await?,
+    ));
+    let urls: Vec<String> = (0..reps)
+        .map(|i| format!("{base}/api/v1/transfers?q={}", names[i % names.len()]))
+        .collect();
+    table.push((
+        "transfers by full name, province".into(),
         time_urls(&client, &province_token, &urls).await?,
     ));
     server.stop().await?;
