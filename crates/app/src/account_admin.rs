@@ -237,9 +237,11 @@ impl App {
         Ok(t)
     }
 
-    async fn audit_account(
+    /// Audits an administration action in its transaction, commits it, and drops the cached
+    /// sessions (the change may end or alter them).
+    async fn commit_account_change(
         &self,
-        tx: &mut crate::db::Tx,
+        mut tx: crate::db::Tx,
         actor: &CurrentUser,
         action: &'static str,
         t: &AccountRow,
@@ -247,7 +249,7 @@ impl App {
         after: serde_json::Value,
     ) -> AppResult<()> {
         audit::record(
-            tx,
+            &mut tx,
             self.clock.now(),
             &actor.audit_actor(),
             AuditEvent {
@@ -260,7 +262,16 @@ impl App {
             None,
         )
         .await?;
+        tx.commit().await?;
+        self.sessions_changed();
         Ok(())
+    }
+
+    /// The account as it is after a change.
+    async fn account_after(&self, username: &str) -> AppResult<AccountRow> {
+        self.account_row(username)
+            .await?
+            .ok_or_else(|| AppError::Other("account vanished".into()))
     }
 
     /// 停用: the account can no longer sign in, and its sessions end. Reversible by
@@ -286,8 +297,8 @@ impl App {
         if n == 0 {
             return Err(Error::conflict().into());
         }
-        self.audit_account(
-            &mut tx,
+        self.commit_account_change(
+            tx,
             actor,
             "account_disable",
             &t,
@@ -295,11 +306,7 @@ impl App {
             serde_json::json!({ "username": t.username, "sessions_ended": ended }),
         )
         .await?;
-        tx.commit().await?;
-        self.sessions_changed();
-        self.account_row(&t.username)
-            .await?
-            .ok_or_else(|| AppError::Other("account vanished".into()))
+        self.account_after(&t.username).await
     }
 
     /// 启用: a disabled account may sign in again.
@@ -323,8 +330,8 @@ impl App {
         // Counts as use: an account enabled now is not sealed as unused at once.
         on_tx!(&mut tx, c => sqlx::query("UPDATE users SET unsealed_at = $1 WHERE id = $2 AND sealed_at IS NULL")
             .bind(now).bind(t.id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-        self.audit_account(
-            &mut tx,
+        self.commit_account_change(
+            tx,
             actor,
             "account_enable",
             &t,
@@ -332,11 +339,7 @@ impl App {
             serde_json::json!({ "username": t.username }),
         )
         .await?;
-        tx.commit().await?;
-        self.sessions_changed();
-        self.account_row(&t.username)
-            .await?
-            .ok_or_else(|| AppError::Other("account vanished".into()))
+        self.account_after(&t.username).await
     }
 
     /// Resets an account's password to a new initial one (the given one, which must meet the
@@ -381,8 +384,8 @@ impl App {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(t.id).execute(&mut *c).await.map(|r| r.rows_affected())?
         });
-        self.audit_account(
-            &mut tx,
+        self.commit_account_change(
+            tx,
             actor,
             "account_password_reset",
             &t,
@@ -390,8 +393,6 @@ impl App {
             serde_json::json!({ "username": t.username, "sessions_ended": ended }),
         )
         .await?;
-        tx.commit().await?;
-        self.sessions_changed();
         Ok(PasswordReset {
             username: t.username,
             initial_password: pw,
@@ -419,8 +420,8 @@ impl App {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(t.id).execute(&mut *c).await.map(|r| r.rows_affected())?
         });
-        self.audit_account(
-            &mut tx,
+        self.commit_account_change(
+            tx,
             actor,
             "account_role_change",
             &t,
@@ -431,11 +432,7 @@ impl App {
             }),
         )
         .await?;
-        tx.commit().await?;
-        self.sessions_changed();
-        self.account_row(&t.username)
-            .await?
-            .ok_or_else(|| AppError::Other("account vanished".into()))
+        self.account_after(&t.username).await
     }
 }
 
