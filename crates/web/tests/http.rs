@@ -171,6 +171,28 @@ pub fn content_type(res: &Response) -> String {
         .to_string()
 }
 
+/// Sends `body` as JSON with the bearer token.
+pub async fn send(s: &Srv, method: Method, tok: &str, path: &str, body: Value) -> Response {
+    s.req(method, path, Some(tok))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// POSTs `body` as JSON with the bearer token.
+pub async fn post(s: &Srv, tok: &str, path: &str, body: Value) -> Response {
+    send(s, Method::POST, tok, path, body).await
+}
+
+/// The answer's JSON, after asserting its status (the body is shown when it differs).
+pub async fn ok(res: Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let body = res.text().await.expect("body");
+    assert_eq!(got, status, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 /// Asserts a problem document (API.md: `application/problem+json` with `type`, `title`,
 /// `status`, `detail`, `code`) with this status and code.
 pub async fn expect_problem(res: Response, status: u16, code: &str) -> Value {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use xueji_app::accounts::totp_code;
 use xueji_app::testing::{backends, test_clock};
 
-use crate::{PASSWORD, Srv, expect_problem, hidden_csrf, total};
+use crate::{PASSWORD, Srv, expect_problem, hidden_csrf, post, total};
 
 fn web_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -57,14 +57,6 @@ fn location(res: &reqwest::Response) -> String {
         .to_string()
 }
 
-async fn post_json(srv: &Srv, path: &str, token: &str, body: Value) -> reqwest::Response {
-    srv.req(Method::POST, path, Some(token))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST")
-}
-
 #[tokio::test]
 async fn an_initial_password_must_be_changed_before_anything_else() {
     for b in backends() {
@@ -76,12 +68,12 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
         });
         let moe = srv.login("moe").await;
         expect_problem(
-            post_json(&srv, "/api/v1/accounts", &moe, account.clone()).await,
+            post(&srv, &moe, "/api/v1/accounts", account.clone()).await,
             403,
             "forbidden",
         )
         .await;
-        let res = post_json(&srv, "/api/v1/accounts", &sys, account).await;
+        let res = post(&srv, &sys, "/api/v1/accounts", account).await;
         assert_eq!(res.status().as_u16(), 201, "{b:?}");
         let created: Value = res.json().await.unwrap();
         assert_eq!(created["must_change_password"], true);
@@ -100,10 +92,10 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
         .await;
         assert_eq!(srv.get("/api/v1/auth/me", &token).await.status(), 200);
         let weak = expect_problem(
-            post_json(
+            post(
                 &srv,
-                "/api/v1/auth/password",
                 &token,
+                "/api/v1/auth/password",
                 json!({"old": "Init#Pass2026", "new": "newbie12345"}),
             )
             .await,
@@ -113,10 +105,10 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
         .await;
         assert_eq!(weak["field"], "new", "{weak}");
         let wrong_old = expect_problem(
-            post_json(
+            post(
                 &srv,
-                "/api/v1/auth/password",
                 &token,
+                "/api/v1/auth/password",
                 json!({"old": "nope", "new": "Mine#Pass2026"}),
             )
             .await,
@@ -125,10 +117,10 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
         )
         .await;
         assert_eq!(wrong_old["field"], "old");
-        let res = post_json(
+        let res = post(
             &srv,
-            "/api/v1/auth/password",
             &token,
+            "/api/v1/auth/password",
             json!({"old": "Init#Pass2026", "new": "Mine#Pass2026"}),
         )
         .await;
@@ -157,10 +149,10 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
             )
             .await
             .expect_err("a school administrator creates no accounts");
-        let res = post_json(
+        let res = post(
             &srv,
-            "/api/v1/accounts",
             &sys,
+            "/api/v1/accounts",
             json!({
                 "username": "newbie2", "display_name": "新审核员", "role": "school_reviewer",
                 "org_code": "4101050001", "initial_password": "Init#Pass2026",
@@ -227,7 +219,7 @@ async fn logout_everywhere_ends_every_token_and_the_page_session() {
         let a = srv.login("edu410105").await;
         let other = srv.login("edu410105").await;
         let web = srv.web_login("edu410105").await;
-        let res = post_json(&srv, "/api/v1/auth/logout-all", &a, json!({})).await;
+        let res = post(&srv, &a, "/api/v1/auth/logout-all", json!({})).await;
         assert_eq!(res.status().as_u16(), 200);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["sessions_ended"], 3, "{b:?}");
@@ -311,7 +303,7 @@ async fn an_enrolled_second_factor_makes_login_a_two_step_call() {
         let now = test_clock().now();
         let name = "edu410105";
         let token = srv.login(name).await;
-        let res = post_json(&srv, "/api/v1/auth/totp", &token, json!({})).await;
+        let res = post(&srv, &token, "/api/v1/auth/totp", json!({})).await;
         assert_eq!(res.status().as_u16(), 200, "{b:?}");
         let e: Value = res.json().await.unwrap();
         let secret = e["secret"].as_str().unwrap().to_string();
@@ -322,10 +314,10 @@ async fn an_enrolled_second_factor_makes_login_a_two_step_call() {
                 .starts_with("otpauth://totp/")
         );
         let code = totp_code(&secret, name, now).unwrap();
-        let res = post_json(
+        let res = post(
             &srv,
-            "/api/v1/auth/totp/confirm",
             &token,
+            "/api/v1/auth/totp/confirm",
             json!({ "code": code }),
         )
         .await;
@@ -507,10 +499,10 @@ async fn separated_administrators_reach_only_their_own_routes() {
 /// An account the system administrator creates over the API, its initial password changed to
 /// `Mine#Pass2026` over the API.
 async fn new_account(srv: &Srv, sys: &str, name: &str, role: &str, org: Option<&str>) {
-    let res = post_json(
+    let res = post(
         srv,
-        "/api/v1/accounts",
         sys,
+        "/api/v1/accounts",
         json!({
             "username": name, "display_name": "新用户", "role": role,
             "org_code": org, "initial_password": "Init#Pass2026",
@@ -525,10 +517,10 @@ async fn new_account(srv: &Srv, sys: &str, name: &str, role: &str, org: Option<&
         .await
         .unwrap();
     let t = body["token"].as_str().unwrap().to_string();
-    let res = post_json(
+    let res = post(
         srv,
-        "/api/v1/auth/password",
         &t,
+        "/api/v1/auth/password",
         json!({"old": "Init#Pass2026", "new": "Mine#Pass2026"}),
     )
     .await;
@@ -568,17 +560,17 @@ async fn an_authority_account_must_enrol_a_second_factor_before_anything_else() 
             .await
             .unwrap();
         assert_eq!(me["must_enrol_totp"], true, "{b:?}");
-        let e: Value = post_json(&srv, "/api/v1/auth/totp", &token, json!({}))
+        let e: Value = post(&srv, &token, "/api/v1/auth/totp", json!({}))
             .await
             .json()
             .await
             .unwrap();
         let secret = e["secret"].as_str().expect("a secret").to_string();
         let code = totp_code(&secret, "county-op", now).unwrap();
-        let res = post_json(
+        let res = post(
             &srv,
-            "/api/v1/auth/totp/confirm",
             &token,
+            "/api/v1/auth/totp/confirm",
             json!({ "code": code }),
         )
         .await;
@@ -608,16 +600,16 @@ async fn an_authority_account_must_enrol_a_second_factor_before_anything_else() 
         // The security administrator exempts an account; nobody else may.
         let sec = srv.login("secadmin").await;
         let exempt = json!({ "exempt": true });
-        let res = post_json(
+        let res = post(
             &srv,
-            "/api/v1/accounts/county-op/totp-exempt",
             &sec,
+            "/api/v1/accounts/county-op/totp-exempt",
             exempt.clone(),
         )
         .await;
         assert_eq!(res.status().as_u16(), 204, "{b:?}");
         expect_problem(
-            post_json(&srv, "/api/v1/accounts/county-op/totp-exempt", &sys, exempt).await,
+            post(&srv, &sys, "/api/v1/accounts/county-op/totp-exempt", exempt).await,
             403,
             "forbidden",
         )
@@ -739,12 +731,12 @@ async fn the_system_administrator_administers_accounts_over_api_and_page() {
 
         let target = "4101050002-reviewer";
         let path = |action: &str| format!("/api/v1/accounts/{target}/{action}");
-        let res = post_json(&srv, &path("disable"), &sys, json!({})).await;
+        let res = post(&srv, &sys, &path("disable"), json!({})).await;
         assert_eq!(res.status().as_u16(), 200, "{b:?}");
         let a: Value = res.json().await.unwrap();
         assert_eq!(a["disabled"], true);
         expect_problem(
-            post_json(&srv, &path("disable"), &sys, json!({})).await,
+            post(&srv, &sys, &path("disable"), json!({})).await,
             409,
             "conflict",
         )
@@ -756,16 +748,16 @@ async fn the_system_administrator_administers_accounts_over_api_and_page() {
         )
         .await;
         expect_problem(
-            post_json(&srv, "/api/v1/accounts/auditor/disable", &sys, json!({})).await,
+            post(&srv, &sys, "/api/v1/accounts/auditor/disable", json!({})).await,
             403,
             "forbidden",
         )
         .await;
-        let res = post_json(&srv, &path("enable"), &sys, json!({})).await;
+        let res = post(&srv, &sys, &path("enable"), json!({})).await;
         assert_eq!(res.status().as_u16(), 200, "{b:?}");
         srv.login(target).await;
 
-        let res = post_json(&srv, &path("password-reset"), &sys, json!({})).await;
+        let res = post(&srv, &sys, &path("password-reset"), json!({})).await;
         assert_eq!(res.status().as_u16(), 200, "{b:?}");
         let r: Value = res.json().await.unwrap();
         let pw = r["initial_password"].as_str().unwrap().to_string();

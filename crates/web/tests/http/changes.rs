@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use xueji_app::testing::backends;
 
-use crate::{Srv, expect_problem, hidden_csrf, total};
+use crate::{Srv, expect_problem, hidden_csrf, ok, send, total};
 
 const SCHOOL: &str = "4101050003";
 
@@ -25,21 +25,6 @@ async fn students(s: &Srv, tok: &str, grade: &str) -> Vec<String> {
         .iter()
         .map(|st| st["student_no"].as_str().unwrap().to_string())
         .collect()
-}
-
-async fn send(s: &Srv, method: Method, tok: &str, path: &str, body: Value) -> reqwest::Response {
-    s.req(method, path, Some(tok))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ok(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let body = res.text().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]

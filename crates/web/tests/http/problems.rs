@@ -2,30 +2,14 @@
 //! backend.
 
 use chrono::NaiveDate;
-use reqwest::Method;
 use serde_json::{Value, json};
 use xueji_app::identity::SimulatedIdentityService;
 use xueji_app::testing::backends;
 use xueji_domain::ids::IdNumber;
 
-use crate::{Srv, expect_problem, hidden_csrf, total};
+use crate::{Srv, expect_problem, hidden_csrf, ok, post, total};
 
 const SCHOOL: &str = "4101050001";
-
-async fn post(s: &Srv, tok: &str, path: &str, body: Value) -> reqwest::Response {
-    s.req(Method::POST, path, Some(tok))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ok(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let body = res.text().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 async fn grade13_class(s: &Srv, tok: &str) -> i64 {
     let list: Value = s

@@ -2,11 +2,10 @@
 //! backend.
 
 use chrono::{TimeZone, Utc};
-use reqwest::Method;
 use serde_json::{Value, json};
 use xueji_app::testing::backends;
 
-use crate::{Srv, expect_problem, total};
+use crate::{Srv, expect_problem, ok, post, total};
 
 /// A 河南 4101050001 student of grade 13 (student_no, name).
 async fn a_student(s: &Srv, nth: usize) -> (String, String) {
@@ -38,21 +37,6 @@ async fn class_id(s: &Srv, tok: &str, school: &str, grade: &str) -> i64 {
         .unwrap()["id"]
         .as_i64()
         .unwrap()
-}
-
-async fn post(s: &Srv, tok: &str, path: &str, body: Value) -> reqwest::Response {
-    s.req(Method::POST, path, Some(tok))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ok(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let body = res.text().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 fn application(no: &str, name: &str, class: i64) -> Value {
