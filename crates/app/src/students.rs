@@ -426,62 +426,130 @@ impl App {
 
     /// One student by any number they have held, if the caller may see them.
     pub async fn student(&self, user: &CurrentUser, student_no: &str) -> AppResult<StudentDetail> {
-        let Some(row) = self.student_row(student_no).await? else {
-            return Err(Error::not_found("该学生").into());
-        };
-        if !self.may_see_student(user, &row).await? {
-            return Err(Error::not_found("该学生").into());
-        }
-        let holds_now =
-            matches!(user.scope(), Scope::School { id, .. } if Some(id) == row.school_id);
-        // The enrollment history and the number history in one round trip: this is the most
-        // frequent read of the system (docs/performance.md, "lookup").
+        // This is the most frequent read of the system (docs/performance.md, "lookup"). Every
+        // statement taken from the pool costs two hand-offs to SQLite's connection thread (the
+        // statement, then sqlx's ping on release), which dominated the request: the record,
+        // both histories and the schools that held the student come in one statement.
         #[derive(sqlx::FromRow)]
-        struct History {
+        struct Part {
+            /// 0 the student, 1 an enrollment, 2 a number.
             part: i64,
-            ord: i64,
-            a: String,
-            b: String,
-            grade: Option<String>,
-            class_name: Option<String>,
+            /// The student's id; an enrollment's id (its order).
+            id: i64,
+            /// Student number; an enrollment's school code; a number.
+            no: String,
+            /// Name; an enrollment's school name; a number's kind.
+            name: String,
+            gender: Option<String>,
+            birth_date: Option<NaiveDate>,
+            id_type: Option<String>,
+            id_number: Option<String>,
+            ethnicity: Option<String>,
+            ethnicity_name: Option<String>,
             status: Option<String>,
+            school_id: Option<i64>,
+            school_code: Option<String>,
+            school_name: Option<String>,
+            region_code: Option<String>,
+            grade: Option<String>,
+            class_id: Option<i64>,
+            class_name: Option<String>,
+            open_business: Option<String>,
+            /// created_at; an enrollment's start; when a number was assigned.
             t1: DateTime<Utc>,
             t2: Option<DateTime<Utc>>,
             transfer_id: Option<i64>,
         }
-        let rows: Vec<History> = on_pool!(self.db.read(), p => sqlx::query_as(
-            "SELECT CAST(0 AS BIGINT) AS part, e.id AS ord, s.code AS a, s.name AS b, e.grade, c.name AS class_name, e.status, \
-             e.started_at AS t1, e.ended_at AS t2, e.transfer_id FROM enrollments e JOIN schools s ON s.id = e.school_id \
-             LEFT JOIN classes c ON c.id = e.class_id WHERE e.student_id = $1 \
-             UNION ALL SELECT CAST(1 AS BIGINT) AS part, CAST(0 AS BIGINT) AS ord, student_no AS a, kind AS b, NULL, NULL, NULL, assigned_at AS t1, \
-             replaced_at AS t2, NULL FROM student_numbers WHERE student_id = $1"
-        ).bind(row.id).fetch_all(p).await)?;
+        // PostgreSQL types a UNION branch by branch: every column is typed in the first or the
+        // second branch, never NULL in both.
+        const SQL: &str = "SELECT CAST(0 AS BIGINT) AS part, st.id, st.student_no AS no, st.name, st.gender, \
+            st.birth_date, st.id_type, st.id_number, st.ethnicity, et.name AS ethnicity_name, st.status, \
+            st.school_id, sc.code AS school_code, sc.name AS school_name, st.region_code, st.grade, \
+            st.class_id, c.name AS class_name, ob.kind AS open_business, st.created_at AS t1, \
+            NULL AS t2, NULL AS transfer_id \
+            FROM students st JOIN ethnicities et ON et.code = st.ethnicity \
+            LEFT JOIN schools sc ON sc.id = st.school_id LEFT JOIN classes c ON c.id = st.class_id \
+            LEFT JOIN open_businesses ob ON ob.student_id = st.id \
+            WHERE st.id = (SELECT student_id FROM student_numbers WHERE student_no = $1) \
+            UNION ALL SELECT CAST(1 AS BIGINT), e.id, s.code, s.name, NULL, NULL, NULL, NULL, NULL, NULL, \
+            e.status, s.id, NULL, NULL, s.region_code, e.grade, NULL, c.name, NULL, e.started_at, \
+            e.ended_at, e.transfer_id \
+            FROM enrollments e JOIN schools s ON s.id = e.school_id LEFT JOIN classes c ON c.id = e.class_id \
+            WHERE e.student_id = (SELECT student_id FROM student_numbers WHERE student_no = $1) \
+            UNION ALL SELECT CAST(2 AS BIGINT), CAST(0 AS BIGINT), n.student_no, n.kind, NULL, NULL, NULL, \
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n.assigned_at, \
+            n.replaced_at, NULL \
+            FROM student_numbers n \
+            WHERE n.student_id = (SELECT student_id FROM student_numbers WHERE student_no = $1)";
+        let no = student_no.trim().to_uppercase();
+        let parts: Vec<Part> =
+            on_pool!(self.db.read(), p => sqlx::query_as(SQL).bind(&no).fetch_all(p).await)?;
+        let scope = user.scope();
+        let mut row = None;
+        let mut held_in_scope = false;
         let mut enrollments = vec![];
         let mut numbers = vec![];
-        for h in rows {
-            if h.part == 0 {
-                enrollments.push((
-                    h.ord,
-                    EnrollmentOut {
-                        school: h.a,
-                        school_name: h.b,
-                        grade: h.grade.unwrap_or_default(),
-                        class_name: h.class_name,
+        for h in parts {
+            match h.part {
+                0 => {
+                    row = Some(StudentRow {
+                        id: h.id,
+                        student_no: h.no,
+                        name: h.name,
+                        gender: h.gender.unwrap_or_default(),
+                        birth_date: h.birth_date.unwrap_or_default(),
+                        id_type: h.id_type.unwrap_or_default(),
+                        id_number: h.id_number.unwrap_or_default(),
+                        ethnicity: h.ethnicity.unwrap_or_default(),
+                        ethnicity_name: h.ethnicity_name.unwrap_or_default(),
                         status: h.status.unwrap_or_default(),
-                        started_at: h.t1,
-                        ended_at: h.t2,
-                        transfer_id: h.transfer_id,
-                    },
-                ));
-            } else {
-                numbers.push(NumberOut {
-                    student_no: h.a,
-                    kind: h.b,
+                        school_id: h.school_id,
+                        school_code: h.school_code,
+                        school_name: h.school_name,
+                        region_code: h.region_code,
+                        grade: h.grade,
+                        class_id: h.class_id,
+                        class_name: h.class_name,
+                        open_business: h.open_business,
+                        created_at: h.t1,
+                    })
+                }
+                1 => {
+                    // As `may_see_student`: a school in scope that held the student.
+                    if let (Some(id), Some(region)) = (h.school_id, h.region_code.as_deref()) {
+                        held_in_scope |= scope.covers_school(id, region);
+                    }
+                    enrollments.push((
+                        h.id,
+                        EnrollmentOut {
+                            school: h.no,
+                            school_name: h.name,
+                            grade: h.grade.unwrap_or_default(),
+                            class_name: h.class_name,
+                            status: h.status.unwrap_or_default(),
+                            started_at: h.t1,
+                            ended_at: h.t2,
+                            transfer_id: h.transfer_id,
+                        },
+                    ))
+                }
+                _ => numbers.push(NumberOut {
+                    student_no: h.no,
+                    kind: h.name,
                     assigned_at: h.t1,
                     replaced_at: h.t2,
-                });
+                }),
             }
         }
+        let Some(row) = row else {
+            return Err(Error::not_found("该学生").into());
+        };
+        let current_in_scope = matches!((row.school_id, row.region_code.as_deref()),
+            (Some(sid), Some(region)) if scope.covers_school(sid, region));
+        if !current_in_scope && !held_in_scope {
+            return Err(Error::not_found("该学生").into());
+        }
+        let holds_now = matches!(scope, Scope::School { id, .. } if Some(id) == row.school_id);
         // Newest enrollment first; numbers in the order assigned.
         enrollments.sort_by_key(|(ord, _)| std::cmp::Reverse(*ord));
         let enrollments: Vec<EnrollmentOut> = enrollments.into_iter().map(|(_, e)| e).collect();
