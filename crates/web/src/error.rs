@@ -169,8 +169,13 @@ pub async fn refuse_nul(req: axum::extract::Request, next: axum::middleware::Nex
             "请求中含有非法的空字符（NUL）",
         ))
     };
-    let uri = req.uri().to_string();
-    if uri.to_ascii_lowercase().contains("%00") {
+    // Read in place: this runs on every request. A scheme holds no `%`.
+    let uri = req.uri();
+    if uri.authority().is_some_and(|a| a.as_str().contains("%00"))
+        || uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().contains("%00"))
+    {
         return nul();
     }
     let ct = req

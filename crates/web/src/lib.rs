@@ -62,7 +62,7 @@ pub fn router(app: App) -> Router {
             // Spans name the route pattern, never the concrete path: a path may hold a student
             // number, and a formal student number holds an identity number.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
+                let route = req.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
                 tracing::info_span!("request", method = %req.method(), route = %route)
             }),
         )
