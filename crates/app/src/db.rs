@@ -94,6 +94,8 @@ struct Batch {
     flush_scheduled: bool,
     /// A dropped logical transaction left its savepoint open: roll it back before anything else.
     abandoned: bool,
+    /// A dropped solo transaction left the physical transaction open: roll it all back.
+    abandoned_solo: bool,
     stats: Arc<GroupCommitStats>,
 }
 
@@ -111,6 +113,12 @@ impl Batch {
 
     /// Rolls back a savepoint that a dropped logical transaction left behind.
     async fn clean_up(&mut self) -> Result<(), sqlx::Error> {
+        if std::mem::take(&mut self.abandoned_solo) {
+            if let Some(tx) = self.tx.take() {
+                tx.rollback().await?;
+            }
+            return Ok(());
+        }
         if std::mem::take(&mut self.abandoned) && self.tx.is_some() {
             let c = self.conn();
             sqlx::query(ROLLBACK_TO).execute(&mut *c).await?;
@@ -125,6 +133,8 @@ pub struct SqliteTx {
     guard: Option<OwnedMutexGuard<Batch>>,
     state: Arc<Mutex<Batch>>,
     began: Instant,
+    /// The physical transaction itself, not a savepoint in a shared one ([`Db::begin_solo`]).
+    solo: bool,
 }
 
 impl SqliteTx {
@@ -138,6 +148,17 @@ impl SqliteTx {
 
     async fn commit(mut self) -> Result<(), AppError> {
         let mut guard = self.guard.take().expect("open logical transaction");
+        if self.solo {
+            let tx = guard.tx.take().expect("the solo transaction");
+            let stats = guard.stats.clone();
+            add_ns(&stats.held_ns, self.began);
+            stats.released.fetch_add(1, Ordering::Relaxed);
+            let t0 = Instant::now();
+            let r = tx.commit().await;
+            add_ns(&stats.commit_ns, t0);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok(r?);
+        }
         let released = sqlx::query(RELEASE).execute(guard.conn()).await;
         if let Err(e) = released {
             guard.abandoned = true;
@@ -175,7 +196,11 @@ impl Drop for SqliteTx {
         // Not committed (an error, or the future was dropped): undo this savepoint before the
         // batch goes on. Its guard is still held here, so nobody else ran in between.
         if let Some(mut g) = self.guard.take() {
-            g.abandoned = true;
+            if self.solo {
+                g.abandoned_solo = true;
+            } else {
+                g.abandoned = true;
+            }
             // The physical transaction must not stay open holding the only writer connection
             // when no other writer follows: flush it (rolling this savepoint back first).
             if !g.flush_scheduled
@@ -192,6 +217,11 @@ impl Drop for SqliteTx {
 async fn flush(state: Arc<Mutex<Batch>>) {
     let mut g = state.lock_owned().await;
     g.flush_scheduled = false;
+    commit_batch(&mut g).await;
+}
+
+/// Commits what the batch holds and answers its waiters.
+async fn commit_batch(g: &mut Batch) {
     let cleaned = g.clean_up().await;
     let waiters = std::mem::take(&mut g.waiters);
     let stats = g.stats.clone();
@@ -209,7 +239,6 @@ async fn flush(state: Arc<Mutex<Batch>>) {
         }
         (None, _) => Ok(()),
     };
-    drop(g);
     for w in waiters {
         let _ = w.send(result.clone());
     }
@@ -237,6 +266,21 @@ impl Batcher {
             guard: Some(g),
             state: self.state.clone(),
             began,
+            solo: false,
+        })
+    }
+
+    /// A physical transaction of its own: what is pending in the batch is committed first.
+    async fn begin_solo(&self) -> Result<SqliteTx, AppError> {
+        let mut g = self.state.clone().lock_owned().await;
+        let began = Instant::now();
+        commit_batch(&mut g).await;
+        g.tx = Some(self.pool.begin().await?);
+        Ok(SqliteTx {
+            guard: Some(g),
+            state: self.state.clone(),
+            began,
+            solo: true,
         })
     }
 }
@@ -432,6 +476,18 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, AppError> {
         Ok(match self {
             Db::Sqlite { batcher, .. } => Tx::Sqlite(batcher.begin().await?),
+            Db::Postgres(p) => Tx::Pg(p.begin().await?),
+        })
+    }
+
+    /// A transaction for one large write (an import of many rows). On SQLite it is the physical
+    /// transaction itself instead of a savepoint in the shared one: SQLite keeps the original of
+    /// every page written under a savepoint in memory until it is released, which for a
+    /// million-row import into a 10-million province was 8 GB. It holds the writer until it ends,
+    /// as any transaction does.
+    pub async fn begin_solo(&self) -> Result<Tx, AppError> {
+        Ok(match self {
+            Db::Sqlite { batcher, .. } => Tx::Sqlite(batcher.begin_solo().await?),
             Db::Postgres(p) => Tx::Pg(p.begin().await?),
         })
     }

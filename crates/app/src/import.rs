@@ -1452,10 +1452,11 @@ impl Speculative {
             let mut tx: Option<Tx> = None;
             let mut out = Outcome::default();
             while let Some(batch) = rx.recv().await {
-                // Begun at the first batch: nothing is held while the file is opened.
+                // Begun at the first batch: nothing is held while the file is opened. A
+                // transaction of its own, not a savepoint held over every row (db.rs).
                 let t = match tx.as_mut() {
                     Some(t) => t,
-                    None => tx.insert(writer.app.db.begin().await?),
+                    None => tx.insert(writer.app.db.begin_solo().await?),
                 };
                 out.add(writer.write_in(t, &batch).await?);
             }

@@ -66,3 +66,68 @@ async fn concurrent_transactions_commit_or_vanish_alone() {
             .expect("close does not hang");
     }
 }
+
+/// `Db::begin_solo` (the import's transaction): it commits what the batch holds before it,
+/// is undone whole when dropped, and keeps nothing of a big write in memory under a savepoint
+/// (what it is for; measured by the benchmark, not here). Writers beside it wait and go on.
+#[tokio::test]
+async fn a_solo_transaction_commits_or_vanishes_whole_among_batched_ones() {
+    for backend in backends() {
+        let db = empty_db(backend).await;
+        exec(&db, "CREATE TABLE gc_probe (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let solo = |db: Db, from: i64, keep: bool| async move {
+            let mut tx = db.begin_solo().await?;
+            for id in from..from + 50 {
+                on_tx!(&mut tx, c => sqlx::query("INSERT INTO gc_probe (id) VALUES ($1)").bind(id).execute(&mut *c).await.map(|_| ()))?;
+            }
+            if keep {
+                tx.commit().await
+            } else {
+                drop(tx);
+                Ok(())
+            }
+        };
+        let mut tasks = vec![];
+        for i in 0..40i64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                match i % 10 {
+                    0 => solo(db, 1_000 + i * 100, true).await.map(|_| 50),
+                    5 => solo(db, 1_000 + i * 100, false).await.map(|_| 0),
+                    _ => insert(&db, i, true).await.map(|_| 1),
+                }
+            }));
+        }
+        let mut expected = 0i64;
+        for t in tasks {
+            expected += t.await.unwrap().expect("every writer goes through");
+        }
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM gc_probe").await,
+            expected,
+            "the kept solo rows, all of them, and every batched row"
+        );
+        // A dropped solo transaction as the last writer leaves the writer free.
+        solo(db.clone(), 90_000, false).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            exec(&db, "INSERT INTO gc_probe (id) VALUES (99999)"),
+        )
+        .await
+        .expect("the writer is free again")
+        .unwrap();
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM gc_probe WHERE id >= 90000 AND id < 90050"
+            )
+            .await,
+            0
+        );
+        tokio::time::timeout(Duration::from_secs(5), db.close())
+            .await
+            .expect("close does not hang");
+    }
+}
