@@ -75,8 +75,12 @@ pub struct Dashboard {
     pub own: Counts,
     /// Per subordinate region (cities of a province, counties of a city; provinces for the nation).
     pub by_region: Vec<DashboardRow>,
-    /// Per school of the region (their own steps: school reviews).
+    /// Per school of the region (their own steps: school reviews), by school code; when more
+    /// than 200 schools have steps waiting (a province), only the 200 most pressing (most
+    /// overdue, then most waiting).
     pub by_school: Vec<DashboardRow>,
+    /// How many schools of the region have steps waiting (`by_school` may show fewer).
+    pub schools_waiting: i64,
     /// The most overdue steps first (at most 100).
     pub overdue: Vec<OverdueItem>,
 }
@@ -161,6 +165,32 @@ pub mod dashboard_sql {
              AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300) g {PARTY_NAME} ORDER BY g.due_date, g.transfer_id"
         )
     }
+}
+
+/// The dashboard lists at most this many schools: a province has thousands with steps
+/// waiting, which no one reads on one page (and which made its answer megabytes).
+pub const SCHOOLS_SHOWN: usize = 200;
+
+/// The schools to show, in code order: all of them, or the most pressing [`SCHOOLS_SHOWN`].
+fn most_pressing(mut rows: Vec<DashboardRow>) -> Vec<DashboardRow> {
+    if rows.len() > SCHOOLS_SHOWN {
+        rows.sort_by(|a, b| {
+            (
+                b.counts.overdue,
+                b.counts.max_overdue_days,
+                b.counts.waiting,
+            )
+                .cmp(&(
+                    a.counts.overdue,
+                    a.counts.max_overdue_days,
+                    a.counts.waiting,
+                ))
+                .then_with(|| a.code.cmp(&b.code))
+        });
+        rows.truncate(SCHOOLS_SHOWN);
+        rows.sort_by(|a, b| a.code.cmp(&b.code));
+    }
+    rows
 }
 
 fn step_label(code: &str) -> &'static str {
@@ -313,10 +343,13 @@ impl App {
             total,
             own,
             by_region: regions,
-            by_school: by_school
-                .into_iter()
-                .map(|(code, (name, counts))| DashboardRow { code, name, counts })
-                .collect(),
+            schools_waiting: by_school.len() as i64,
+            by_school: most_pressing(
+                by_school
+                    .into_iter()
+                    .map(|(code, (name, counts))| DashboardRow { code, name, counts })
+                    .collect(),
+            ),
             overdue,
         })
     }
@@ -446,5 +479,46 @@ impl App {
         crate::dock::outbox(&mut tx, id, "transfer.close", now).await?;
         tx.commit().await?;
         self.transfer(user, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_province_lists_its_most_pressing_schools_in_code_order() {
+        let row = |i: i64, overdue: i64, waiting: i64| DashboardRow {
+            code: format!("41{i:08}"),
+            name: format!("学校{i}"),
+            counts: Counts {
+                waiting,
+                due_soon: 0,
+                overdue,
+                max_overdue_days: overdue,
+            },
+        };
+        // A county's few schools: all of them, as they came.
+        let few: Vec<_> = (0..5).map(|i| row(i, 0, 1)).collect();
+        assert_eq!(most_pressing(few.clone()).len(), 5);
+        // A province's thousands: the overdue first, then the most waiting; shown by code.
+        let many: Vec<_> = (0..1000)
+            .map(|i| row(i, if i % 10 == 0 { i } else { 0 }, i % 7))
+            .collect();
+        let shown = most_pressing(many);
+        assert_eq!(shown.len(), SCHOOLS_SHOWN);
+        assert!(shown.windows(2).all(|w| w[0].code < w[1].code));
+        let overdue = shown.iter().filter(|r| r.counts.overdue > 0).count();
+        assert_eq!(
+            overdue, 99,
+            "every school with steps overdue (school 0 has none)"
+        );
+        assert!(
+            shown
+                .iter()
+                .filter(|r| r.counts.overdue == 0)
+                .all(|r| r.counts.waiting == 6),
+            "then those with the most waiting"
+        );
     }
 }

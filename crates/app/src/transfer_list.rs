@@ -266,7 +266,7 @@ impl App {
                             "t.id IN (SELECT transfer_id FROM transfer_steps WHERE party_kind = {k} AND party_code = {c} AND decision IS NULL \
                              UNION ALL SELECT transfer_id FROM transfer_steps WHERE escalated_to = {c} AND decision IS NULL)"
                         ),
-                        format!(" OR cs.escalated_to = {c}"),
+                        format!(" OR cs.escalated_to || '' = {c}"),
                     )
                 } else {
                     (
@@ -276,9 +276,13 @@ impl App {
                         String::new(),
                     )
                 };
+                // The current step's party is compared as an expression (`|| ''`), which no
+                // index serves: SQLite 3.50 otherwise drives the query from every undecided step
+                // of the party (future steps of closed transfers too) through a multi-index OR,
+                // 100 ms for a county at a million transfers instead of 2 ms.
                 either.push(format!(
                     "({mine} AND cs.decision IS NULL AND t.status IN {OPEN_REVIEW} \
-                     AND ((cs.party_kind = {k} AND cs.party_code = {c}){escalated}))"
+                     AND ((cs.party_kind || '' = {k} AND cs.party_code || '' = {c}){escalated}))"
                 ));
             }
             if user.role.is_school()

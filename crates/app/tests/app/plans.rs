@@ -132,3 +132,48 @@ async fn student_lists_use_their_indexes() {
     }
     dispose(&app.db).await;
 }
+
+/// The plans on a real database, as this build's SQLite makes them (the `sqlite3` shell may be
+/// another version and plan otherwise): `XUEJI_PLAN_DB=/path/to/bench.db XUEJI_PLAN_USER=edu410611
+/// cargo test -p xueji-app --test app -- --ignored plans_on_a_database --nocapture`.
+#[tokio::test]
+#[ignore = "reads a database named by XUEJI_PLAN_DB"]
+async fn plans_on_a_database() {
+    let path = std::env::var("XUEJI_PLAN_DB").expect("XUEJI_PLAN_DB");
+    let who = std::env::var("XUEJI_PLAN_USER").unwrap_or_else(|_| "edu410000".into());
+    let db = xueji_app::Db::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let app = App::new(db, xueji_app::clock::Clock::system())
+        .await
+        .unwrap();
+    let u = user(&app, &who).await;
+    let f = |v: serde_json::Value| -> TransferFilter { serde_json::from_value(v).unwrap() };
+    let shapes = [
+        ("todo", f(serde_json::json!({ "todo": true }))),
+        (
+            "todo in",
+            f(serde_json::json!({ "todo": true, "direction": "in" })),
+        ),
+        ("overdue", f(serde_json::json!({ "overdue": true }))),
+        (
+            "status",
+            f(serde_json::json!({ "status": "in_school_review" })),
+        ),
+        (
+            "dates",
+            f(
+                serde_json::json!({ "from_date": "2026-03-01", "to_date": "2026-04-01", "kind": "intra_province" }),
+            ),
+        ),
+        ("name", f(serde_json::json!({ "q": "王" }))),
+    ];
+    for (what, f) in shapes {
+        let (count, list) = app.transfer_query_plans(&u, &f).await.unwrap();
+        println!(
+            "{what}:\n  count {}\n  list  {}",
+            count.join(" | "),
+            list.join(" | ")
+        );
+    }
+}

@@ -215,6 +215,8 @@ pub struct DashboardPage {
     region_heading: &'static str,
     regions: Vec<CountRow>,
     schools: Vec<CountRow>,
+    /// Schools with steps waiting, when more than those listed.
+    schools_cut: Option<i64>,
     overdue: Vec<OverdueRow>,
     /// The overdue list was cut at 100.
     overdue_cut: bool,
@@ -321,6 +323,7 @@ async fn dashboard(
         cards,
         region_heading,
         regions,
+        schools_cut: (d.schools_waiting > d.by_school.len() as i64).then_some(d.schools_waiting),
         schools,
         overdue_cut: overdue.len() >= 100 && d.total.overdue > 100,
         overdue,
