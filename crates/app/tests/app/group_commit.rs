@@ -19,6 +19,18 @@ async fn insert(db: &Db, id: i64, keep: bool) -> Result<(), xueji_app::AppError>
     }
 }
 
+/// Another write goes through at once (nothing holds the writer), then the database closes.
+async fn writer_is_free_and_closes(db: Db, id: i64) {
+    let sql = format!("INSERT INTO gc_probe (id) VALUES ({id})");
+    tokio::time::timeout(Duration::from_secs(5), exec(&db, &sql))
+        .await
+        .expect("the writer is free again")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), db.close())
+        .await
+        .expect("close does not hang");
+}
+
 #[tokio::test]
 async fn concurrent_transactions_commit_or_vanish_alone() {
     for backend in backends() {
@@ -54,16 +66,7 @@ async fn concurrent_transactions_commit_or_vanish_alone() {
         );
         // A dropped transaction as the last writer does not keep the writer busy.
         insert(&db, 10_000, false).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            exec(&db, "INSERT INTO gc_probe (id) VALUES (10001)"),
-        )
-        .await
-        .expect("the writer is free again")
-        .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), db.close())
-            .await
-            .expect("close does not hang");
+        writer_is_free_and_closes(db, 10_001).await;
     }
 }
 
@@ -111,13 +114,6 @@ async fn a_solo_transaction_commits_or_vanishes_whole_among_batched_ones() {
         );
         // A dropped solo transaction as the last writer leaves the writer free.
         solo(db.clone(), 90_000, false).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            exec(&db, "INSERT INTO gc_probe (id) VALUES (99999)"),
-        )
-        .await
-        .expect("the writer is free again")
-        .unwrap();
         assert_eq!(
             count(
                 &db,
@@ -126,8 +122,6 @@ async fn a_solo_transaction_commits_or_vanishes_whole_among_batched_ones() {
             .await,
             0
         );
-        tokio::time::timeout(Duration::from_secs(5), db.close())
-            .await
-            .expect("close does not hang");
+        writer_is_free_and_closes(db, 99_999).await;
     }
 }
