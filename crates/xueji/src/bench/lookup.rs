@@ -33,15 +33,15 @@ async fn bare(State(db): State<Db>, Path(no): Path<String>) -> axum::response::R
     }
 }
 
-struct Figures {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    errors: usize,
+pub(super) struct Figures {
+    pub rps: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub errors: usize,
 }
 
 /// `clients` tasks GET `url(key)` for `secs` seconds (after a one-second warm-up).
-async fn hammer(
+pub(super) async fn hammer(
     client: &reqwest::Client,
     token: Option<&str>,
     make_url: Arc<dyn Fn(&str) -> String + Send + Sync>,

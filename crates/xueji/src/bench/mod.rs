@@ -256,7 +256,13 @@ async fn run_in(scratch: &Scratch, opts: &BenchOpts) -> anyhow::Result<()> {
     }
     db.close().await;
     if wants("start") {
-        start::run(&scratch.url).await?;
+        start::run(
+            &scratch.url,
+            &province.sample_nos,
+            opts.lookup_clients,
+            opts.lookup_secs,
+        )
+        .await?;
     }
     Ok(())
 }

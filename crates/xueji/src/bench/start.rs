@@ -1,6 +1,8 @@
 //! Scenario "start": this same binary run as `xueji demo` on a fresh file, and as `xueji serve`
 //! on the benchmark's province database, each timed from spawn to the first `GET /healthz` = 200,
-//! with the server's resident memory once ready.
+//! with the server's resident memory once ready. Then that `xueji serve`, a process of its own,
+//! under the lookup load and the province's lists: its peak resident memory is the server's
+//! alone (the other scenarios' figures include the load generator and the province generator).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,12 +15,13 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn rss_of(pid: u32) -> f64 {
+/// A line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`) in MB.
+fn status_mb(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|k| k.parse::<f64>().ok())
         })
@@ -26,54 +29,146 @@ fn rss_of(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// Spawns `args`, waits for `/healthz`, returns the seconds to ready and the RSS then.
-async fn time_to_ready(args: &[String]) -> anyhow::Result<(f64, f64)> {
+fn rss_of(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A server started from this binary, ready.
+struct Ready {
+    child: Child,
+    base: String,
+    secs: f64,
+    rss: f64,
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `args`, waits for `/healthz`: the seconds to ready and the RSS then.
+async fn spawn_ready(args: &[String]) -> anyhow::Result<Ready> {
     let port = free_port()?;
     let exe = std::env::current_exe().context("this binary")?;
     let t0 = Instant::now();
-    let mut child: Child = Command::new(exe)
+    let child: Child = Command::new(exe)
         .args(args)
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let mut ready = Ready {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        secs: 0.0,
+        rss: 0.0,
+    };
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    let result = loop {
+    let url = format!("{}/healthz", ready.base);
+    loop {
         if let Ok(r) = client.get(&url).send().await
             && r.status().is_success()
         {
-            break Ok((t0.elapsed().as_secs_f64(), rss_of(child.id())));
+            ready.secs = t0.elapsed().as_secs_f64();
+            ready.rss = rss_of(ready.child.id());
+            return Ok(ready);
         }
-        if let Some(status) = child.try_wait()? {
-            break Err(anyhow::anyhow!("{args:?} exited early: {status}"));
+        if let Some(status) = ready.child.try_wait()? {
+            anyhow::bail!("{args:?} exited early: {status}");
         }
         if t0.elapsed() > Duration::from_secs(300) {
-            break Err(anyhow::anyhow!("{args:?} not ready after 300 s"));
+            anyhow::bail!("{args:?} not ready after 300 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    }
 }
 
-pub async fn run(url: &str) -> anyhow::Result<()> {
+/// The served province under load: `keys` looked up by `clients` for `secs`, then the province
+/// authority's dashboard and transfer lists. The lookup's figures.
+async fn load(
+    base: &str,
+    keys: &[String],
+    clients: usize,
+    secs: u64,
+) -> anyhow::Result<super::lookup::Figures> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .build()?;
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": "edu410000", "password": xueji_app::seed::DEMO_PASSWORD }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("token")?.to_string();
+    let students = base.to_string();
+    let figures = super::lookup::hammer(
+        &client,
+        Some(&token),
+        std::sync::Arc::new(move |no: &str| format!("{students}/api/v1/students/{no}")),
+        std::sync::Arc::new(keys.to_vec()),
+        clients,
+        secs,
+    )
+    .await?;
+    for path in [
+        "/api/v1/oversight/dashboard",
+        "/api/v1/transfers?status=in_school_review",
+        "/api/v1/transfers?from_date=2026-03-01&to_date=2026-04-01",
+        "/api/v1/transfers?q=王",
+        "/api/v1/students?q=王",
+    ] {
+        for _ in 0..3 {
+            client
+                .get(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+        }
+    }
+    Ok(figures)
+}
+
+pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyhow::Result<()> {
     let demo = std::env::temp_dir().join(format!("xueji-bench-demo-{}.db", std::process::id()));
-    let (demo_secs, demo_rss) =
-        time_to_ready(&["demo".into(), "--db".into(), demo.display().to_string()]).await?;
+    let ready = spawn_ready(&["demo".into(), "--db".into(), demo.display().to_string()]).await?;
+    let (demo_secs, demo_rss) = (ready.secs, ready.rss);
+    drop(ready);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", demo.display()));
     }
-    let (serve_secs, serve_rss) =
-        time_to_ready(&["serve".into(), "--database-url".into(), url.to_string()]).await?;
+    let served = spawn_ready(&["serve".into(), "--database-url".into(), url.to_string()]).await?;
     println!();
     println!("start (spawn → GET /healthz = 200):");
     println!(
         "  xueji demo on a fresh file        {demo_secs:>6.2} s   RSS when ready {demo_rss:.0} MB"
     );
     println!(
-        "  xueji serve on this run's database {serve_secs:>6.2} s   RSS when ready {serve_rss:.0} MB"
+        "  xueji serve on this run's database {:>6.2} s   RSS when ready {:.0} MB",
+        served.secs, served.rss
     );
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let f = load(&served.base, keys, clients, secs).await?;
+    let pid = served.child.id();
+    println!(
+        "  that server under load ({clients} clients looking up students for {secs} s: {:.0} req/s, \
+         p99 {:.2} ms, {} errors; then the province's dashboard and lists):",
+        f.rps, f.p99, f.errors
+    );
+    println!(
+        "    peak RSS {:.0} MB, RSS now {:.0} MB (its SQLite page caches may hold up to 9 × 64 MB of it)",
+        status_mb(pid, "VmHWM:"),
+        rss_of(pid)
+    );
+    anyhow::ensure!(f.errors == 0, "lookups failed under load");
     Ok(())
 }
