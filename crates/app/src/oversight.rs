@@ -31,15 +31,12 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Adds `n` steps sharing one due date.
-    fn add(&mut self, n: i64, due_soon: bool, overdue_days: i64) {
-        self.waiting += n;
-        if overdue_days > 0 {
-            self.overdue += n;
-            self.max_overdue_days = self.max_overdue_days.max(overdue_days);
-        } else if due_soon {
-            self.due_soon += n;
-        }
+    /// Adds one party's group of steps.
+    fn add(&mut self, g: &OpenGroup, max_overdue_days: i64) {
+        self.waiting += g.n;
+        self.overdue += g.overdue;
+        self.due_soon += g.soon;
+        self.max_overdue_days = self.max_overdue_days.max(max_overdue_days);
     }
 }
 
@@ -98,16 +95,19 @@ pub struct StaleItem {
     pub open_days: i64,
 }
 
-/// Open steps counted per party and due date (the dashboard's unit of work).
+/// Open steps counted per party (the dashboard's unit of work): how many, how many overdue or
+/// due soon (by the threshold dates of [`due_thresholds`]), the earliest due date.
 #[derive(sqlx::FromRow)]
 struct OpenGroup {
     party_kind: String,
     party_code: String,
     party_region: String,
     party_name: Option<String>,
-    due_date: Option<NaiveDate>,
     escalated_to: Option<String>,
     n: i64,
+    overdue: i64,
+    soon: i64,
+    earliest: Option<NaiveDate>,
 }
 
 /// One overdue step for the dashboard's list.
@@ -146,13 +146,17 @@ const PARTY_NAME: &str = "LEFT JOIN schools sc ON g.party_kind = 'school' AND sc
 pub mod dashboard_sql {
     use super::{OPEN_STEPS, PARTY_NAME};
 
-    /// Open steps counted per party, due date and escalation.
+    /// Open steps counted per party and escalation: `$3` due before it is overdue, `$4` due
+    /// from `$3` and before it is due soon.
     pub fn groups() -> String {
         format!(
             "SELECT g.party_kind, g.party_code, g.party_region, COALESCE(sc.name, a.name) AS party_name, \
-             g.due_date, g.escalated_to, g.n FROM (SELECT cs.party_kind, cs.party_code, cs.party_region, \
-             cs.due_date, cs.escalated_to, COUNT(*) AS n {OPEN_STEPS} \
-             GROUP BY cs.party_kind, cs.party_code, cs.party_region, cs.due_date, cs.escalated_to) g {PARTY_NAME}"
+             g.escalated_to, g.n, g.overdue, g.soon, g.earliest FROM (SELECT cs.party_kind, cs.party_code, \
+             cs.party_region, cs.escalated_to, COUNT(*) AS n, \
+             SUM(CASE WHEN cs.due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
+             SUM(CASE WHEN cs.due_date >= $3 AND cs.due_date < $4 THEN 1 ELSE 0 END) AS soon, \
+             MIN(cs.due_date) AS earliest {OPEN_STEPS} \
+             GROUP BY cs.party_kind, cs.party_code, cs.party_region, cs.escalated_to) g {PARTY_NAME}"
         )
     }
 
@@ -165,6 +169,30 @@ pub mod dashboard_sql {
              AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300) g {PARTY_NAME} ORDER BY g.due_date, g.transfer_id"
         )
     }
+}
+
+/// The two dates the dashboard counts by: a step due before the first is overdue on `today`
+/// (at least one working day past its due date), one due from the first and before the second
+/// is due soon (within [`DUE_SOON_DAYS`] working days). The same rule as
+/// `overdue_working_days` and `working_days_between`, turned into dates once per request.
+fn due_thresholds(
+    cal: &xueji_domain::calendar::WorkCalendar,
+    today: NaiveDate,
+) -> (NaiveDate, NaiveDate) {
+    let mut overdue_before = today;
+    while let Some(prev) = overdue_before.pred_opt()
+        && cal.overdue_working_days(prev, today) == 0
+    {
+        overdue_before = prev;
+    }
+    let mut soon_before = today.succ_opt().unwrap_or(today);
+    while cal.working_days_between(today, soon_before) <= DUE_SOON_DAYS {
+        match soon_before.succ_opt() {
+            Some(next) => soon_before = next,
+            None => break,
+        }
+    }
+    (overdue_before, soon_before)
 }
 
 /// The dashboard lists at most this many schools: a province has thousands with steps
@@ -239,17 +267,18 @@ impl App {
             .as_ref()
             .map(|r| r.subtree_range())
             .unwrap_or(("000000".into(), "999999".into()));
-        // Counted in the database per party and due date: a province has tens of thousands
-        // of open steps but only a few due dates per party.
+        // Counted in the database per party, overdue and due soon against two threshold dates:
+        // a province has tens of thousands of open steps but one row per waiting party.
+        let cal = self.calendar();
+        let today = self.clock.today();
+        let (overdue_before, soon_before) = due_thresholds(&cal, today);
         let sql = dashboard_sql::groups();
         let groups: Vec<OpenGroup> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(&lo).bind(&hi).fetch_all(p).await)?;
+            .bind(&lo).bind(&hi).bind(overdue_before).bind(soon_before).fetch_all(p).await)?;
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
         let sql = dashboard_sql::overdue();
         let late: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&lo).bind(&hi).bind(self.clock.today()).fetch_all(p).await)?;
-        let cal = self.calendar();
-        let today = self.clock.today();
         let child_of = |code: &str| -> String {
             match region.as_ref().map(|r| r.level()) {
                 None => format!("{}0000", &code[0..2]),
@@ -264,20 +293,17 @@ impl App {
         let mut by_school: BTreeMap<String, (String, Counts)> = BTreeMap::new();
         let mut overdue = vec![];
         for r in &groups {
-            let od = r
-                .due_date
-                .map(|d| cal.overdue_working_days(d, today))
-                .unwrap_or(0);
-            let soon = r
-                .due_date
-                .is_some_and(|d| od == 0 && cal.working_days_between(today, d) <= DUE_SOON_DAYS);
+            let od = match r.earliest {
+                Some(d) if r.overdue > 0 => cal.overdue_working_days(d, today),
+                _ => 0,
+            };
             let in_region =
                 r.party_region.as_str() >= lo.as_str() && r.party_region.as_str() < hi.as_str();
             if in_region {
-                total.add(r.n, soon, od);
+                total.add(r, od);
                 let child = child_of(&r.party_region);
                 if Some(&child) != own_code.as_ref() || r.party_kind == "school" {
-                    by_region.entry(child).or_default().add(r.n, soon, od);
+                    by_region.entry(child).or_default().add(r, od);
                 }
                 if r.party_kind == "school" {
                     by_school
@@ -286,13 +312,13 @@ impl App {
                             (r.party_name.clone().unwrap_or_default(), Counts::default())
                         })
                         .1
-                        .add(r.n, soon, od);
+                        .add(r, od);
                 }
             }
             let mine = (r.party_kind == "authority" && Some(&r.party_code) == own_code.as_ref())
                 || (r.escalated_to.is_some() && r.escalated_to == own_code);
             if mine {
-                own.add(r.n, soon, od);
+                own.add(r, od);
             }
         }
         for r in &late {
@@ -485,6 +511,32 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_threshold_dates_count_as_the_per_date_rule_does() {
+        let cal = xueji_domain::calendar::WorkCalendar::embedded();
+        let start = NaiveDate::from_ymd_opt(2026, 9, 20).unwrap();
+        // Weekends, the National Day week and its make-up working days included.
+        for t in 0..40 {
+            let today = start + chrono::Duration::days(t);
+            let (overdue_before, soon_before) = due_thresholds(&cal, today);
+            for d in -40..40 {
+                let due = today + chrono::Duration::days(d);
+                let od = cal.overdue_working_days(due, today);
+                let soon = od == 0 && cal.working_days_between(today, due) <= DUE_SOON_DAYS;
+                assert_eq!(
+                    due < overdue_before,
+                    od > 0,
+                    "overdue: due {due}, today {today}"
+                );
+                assert_eq!(
+                    due >= overdue_before && due < soon_before,
+                    soon,
+                    "due soon: due {due}, today {today}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_province_lists_its_most_pressing_schools_in_code_order() {

@@ -182,8 +182,17 @@ async fn dashboard_statements_use_their_indexes() {
     use xueji_app::oversight::dashboard_sql;
     for backend in backends() {
         let app = demo_app(backend).await;
-        let range = [V::T("410000"), V::T("420000")];
-        let groups = plan(&app, &dashboard_sql::groups(), &range).await;
+        let groups = plan(
+            &app,
+            &dashboard_sql::groups(),
+            &[
+                V::T("410000"),
+                V::T("420000"),
+                V::OD(NaiveDate::from_ymd_opt(2026, 11, 2)),
+                V::OD(NaiveDate::from_ymd_opt(2026, 11, 5)),
+            ],
+        )
+        .await;
         let overdue = plan(
             &app,
             &dashboard_sql::overdue(),
