@@ -82,11 +82,14 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
             };
             let (f, t) = (&schools[&school], &schools[&to_school_id]);
             let tid = base_id + 1 + (transfers.len() / 25) as i64;
-            let age = sid % 365;
+            // Age and status from a hash of the id: the ids are taken at a fixed stride, and
+            // `id % 20` at a stride of 10 gave only two statuses (no work list at all).
+            let h = (sid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+            let age = (h % 365) as i64;
             let filed = today - chrono::Duration::days(age);
             // Filed in the last 30 days: still open at one of the four reviews, or approved;
             // older: completed, 5 % withdrawn or rejected (the share of a real year).
-            let (status, current) = match (age < 30, sid % 20) {
+            let (status, current) = match (age < 30, (h / 365) % 20) {
                 (true, 0..=3) => ("in_school_review", 0i64),
                 (true, 4..=7) => ("in_authority_review", 1),
                 (true, 8..=11) => ("out_school_review", 2),
