@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use xueji_app::{App, Backend, Db, on_pool};
 
 use super::dataset::Province;
@@ -281,25 +281,14 @@ pub async fn run(app: &App, db: &Db, province: &Province, n: usize) -> anyhow::R
     let server = xueji_web::Server::start(app.clone(), "127.0.0.1:0").await?;
     let base = server.url();
     let client = reqwest::Client::new();
-    let login = |user: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let r: Value = client
-                .post(format!("{base}/api/v1/auth/login"))
-                .json(&json!({ "username": user, "password": xueji_app::seed::DEMO_PASSWORD }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            anyhow::Ok(r["token"].as_str().context("token")?.to_string())
-        }
-    };
-    let province_token = login("edu410000".into()).await?;
+    let province_token = super::login(&client, &base, "edu410000").await?;
     let counties: Vec<&String> = province.counties.iter().take(20).collect();
     let mut county_tokens = vec![];
     for c in &counties {
-        county_tokens.push(((*c).clone(), login(format!("edu{c}")).await?));
+        county_tokens.push((
+            (*c).clone(),
+            super::login(&client, &base, &format!("edu{c}")).await?,
+        ));
     }
     let schools: Vec<&String> = province.school_codes.iter().step_by(97).take(50).collect();
     let reps = 50usize;

@@ -267,6 +267,23 @@ async fn run_in(scratch: &Scratch, opts: &BenchOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Signs a demo account in over the API (every demo account has the same password): its token.
+pub(super) async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+) -> anyhow::Result<String> {
+    let r: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": username, "password": xueji_app::seed::DEMO_PASSWORD }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(anyhow::Context::context(r["token"].as_str(), "token")?.to_string())
+}
+
 /// Drops the non-unique secondary indexes of `tables` (a quoted, comma-separated list) before a
 /// bulk load, returning their definitions as the database reports them, so that
 /// [`restore_indexes`] builds them again exactly as migrated.

@@ -96,15 +96,7 @@ async fn load(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients * 2)
         .build()?;
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({ "username": "edu410000", "password": xueji_app::seed::DEMO_PASSWORD }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("token")?.to_string();
+    let token = super::login(&client, base, "edu410000").await?;
     let students = base.to_string();
     let figures = super::lookup::hammer(
         &client,

@@ -121,15 +121,7 @@ async fn login_all(
 ) -> anyhow::Result<Tokens> {
     let mut by_user = std::collections::HashMap::new();
     for u in users {
-        let r: Value = client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({ "username": u, "password": xueji_app::seed::DEMO_PASSWORD }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        by_user.insert(u.clone(), r["token"].as_str().context("token")?.to_string());
+        by_user.insert(u.clone(), super::login(client, base, u).await?);
     }
     Ok(Tokens { by_user })
 }
