@@ -3,7 +3,7 @@
 //! rolled up from county to city to province to nation; and stale cases for the province to
 //! close with a reason (never purged silently).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -102,7 +102,6 @@ struct OpenGroup {
     party_kind: String,
     party_code: String,
     party_region: String,
-    party_name: Option<String>,
     escalated_to: Option<String>,
     n: i64,
     overdue: i64,
@@ -122,51 +121,49 @@ struct OverdueStep {
     escalated_to: Option<String>,
 }
 
-/// The open steps of the region (by the waiting party's region, or escalated into it), as rows
-/// `cs` joined to their transfer `t`. The waiting party's region is on the step (0015), so a
-/// county's steps are a range of the partial index `transfer_steps_open` and a province's are
-/// read from that index alone; the escalated ones outside the region come second; then each
-/// step's transfer by its key (`CROSS JOIN` keeps SQLite in that order whatever its statistics
-/// say). The status list matches `transfers_open` (0014) word for word.
-const OPEN_STEPS: &str = "FROM (SELECT transfer_id, idx, code, party_kind, party_code, party_region, due_date, escalated_to \
-       FROM transfer_steps WHERE decision IS NULL AND due_date IS NOT NULL AND party_region >= $1 AND party_region < $2 \
-     UNION ALL SELECT transfer_id, idx, code, party_kind, party_code, party_region, due_date, escalated_to \
-       FROM transfer_steps WHERE escalated_to >= $1 AND escalated_to < $2 AND decision IS NULL AND due_date IS NOT NULL \
-       AND NOT (party_region >= $1 AND party_region < $2)) cs \
-     CROSS JOIN transfers t WHERE t.id = cs.transfer_id AND t.current_step = cs.idx \
-     AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review')";
+/// The steps waiting in a region (`$1`..`$2`) whose party lies in it: a range of the partial
+/// index `transfer_steps_waiting` (0016), read from the index alone and in the order the
+/// dashboard groups by. A waiting step is its transfer's current step while under review, so
+/// no transfer is looked up to count them.
+const IN_REGION: &str =
+    "FROM transfer_steps WHERE waiting = 1 AND party_region >= $1 AND party_region < $2";
 
-/// The waiting party's name, joined after grouping or limiting (not once per open step).
+/// The waiting steps escalated into the region whose party lies outside it (disjoint from
+/// [`IN_REGION`]).
+const ESCALATED_IN: &str = "FROM transfer_steps WHERE escalated_to >= $1 AND escalated_to < $2 \
+     AND waiting = 1 AND NOT (party_region >= $1 AND party_region < $2)";
+
+/// The waiting party's name, joined after limiting (not once per waiting step).
 const PARTY_NAME: &str = "LEFT JOIN schools sc ON g.party_kind = 'school' AND sc.code = g.party_code \
      LEFT JOIN authorities a ON g.party_kind = 'authority' AND a.region_code = g.party_code";
 
-/// The dashboard's two statements (`$1`..`$2` the region's range, `$3` today), public for the
-/// test that checks their plans.
+/// The dashboard's two statements (`$1`..`$2` the region's range, `$3`..`$4` the threshold
+/// dates), public for the test that checks their plans.
 #[doc(hidden)]
 pub mod dashboard_sql {
-    use super::{OPEN_STEPS, PARTY_NAME};
+    use super::{ESCALATED_IN, IN_REGION, PARTY_NAME};
 
-    /// Open steps counted per party and escalation: `$3` due before it is overdue, `$4` due
-    /// from `$3` and before it is due soon.
+    /// Waiting steps counted per party and escalation: `$3` due before it is overdue, `$4` due
+    /// from `$3` and before it is due soon. Each half is grouped on its own (their groups are
+    /// disjoint: the party's region is in the range or not).
     pub fn groups() -> String {
-        format!(
-            "SELECT g.party_kind, g.party_code, g.party_region, COALESCE(sc.name, a.name) AS party_name, \
-             g.escalated_to, g.n, g.overdue, g.soon, g.earliest FROM (SELECT cs.party_kind, cs.party_code, \
-             cs.party_region, cs.escalated_to, COUNT(*) AS n, \
-             SUM(CASE WHEN cs.due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
-             SUM(CASE WHEN cs.due_date >= $3 AND cs.due_date < $4 THEN 1 ELSE 0 END) AS soon, \
-             MIN(cs.due_date) AS earliest {OPEN_STEPS} \
-             GROUP BY cs.party_kind, cs.party_code, cs.party_region, cs.escalated_to) g {PARTY_NAME}"
-        )
+        let cols = "SELECT party_kind, party_code, party_region, escalated_to, COUNT(*) AS n, \
+             SUM(CASE WHEN due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
+             SUM(CASE WHEN due_date >= $3 AND due_date < $4 THEN 1 ELSE 0 END) AS soon, \
+             MIN(due_date) AS earliest";
+        let by = "GROUP BY party_region, party_kind, party_code, escalated_to";
+        format!("{cols} {IN_REGION} {by} UNION ALL {cols} {ESCALATED_IN} {by}")
     }
 
-    /// The longest overdue steps first.
+    /// The longest overdue steps first (`$3`: due before it is overdue), then their transfers
+    /// and parties, 300 at most.
     pub fn overdue() -> String {
+        let cols = "SELECT transfer_id, party_kind, party_code, party_region, code, due_date, escalated_to";
         format!(
-            "SELECT g.transfer_id, g.student_name, g.party_region, COALESCE(sc.name, a.name) AS party_name, g.code, \
-             g.due_date, g.escalated_to FROM (SELECT t.id AS transfer_id, t.student_name, cs.party_kind, cs.party_code, \
-             cs.party_region, cs.code, cs.due_date, cs.escalated_to {OPEN_STEPS} \
-             AND cs.due_date < $3 ORDER BY cs.due_date, t.id LIMIT 300) g {PARTY_NAME} ORDER BY g.due_date, g.transfer_id"
+            "SELECT g.transfer_id, t.student_name, g.party_region, COALESCE(sc.name, a.name) AS party_name, g.code, \
+             g.due_date, g.escalated_to FROM ({cols} {IN_REGION} AND due_date < $3 \
+             UNION ALL {cols} {ESCALATED_IN} AND due_date < $3 ORDER BY due_date, transfer_id LIMIT 300) g \
+             JOIN transfers t ON t.id = g.transfer_id {PARTY_NAME} ORDER BY g.due_date, g.transfer_id"
         )
     }
 }
@@ -257,6 +254,26 @@ impl App {
         }
     }
 
+    /// Names of schools by code, in one statement.
+    async fn school_names(&self, codes: &[&str]) -> AppResult<HashMap<String, String>> {
+        if codes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let marks: Vec<String> = (1..=codes.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT code, name FROM schools WHERE code IN ({})",
+            marks.join(", ")
+        );
+        let rows: Vec<(String, String)> = on_pool!(self.db.read(), p => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+            for c in codes {
+                q = q.bind(*c);
+            }
+            q.fetch_all(p).await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn dashboard(
         &self,
         user: &CurrentUser,
@@ -278,7 +295,7 @@ impl App {
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
         let sql = dashboard_sql::overdue();
         let late: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(&lo).bind(&hi).bind(self.clock.today()).fetch_all(p).await)?;
+            .bind(&lo).bind(&hi).bind(overdue_before).fetch_all(p).await)?;
         let child_of = |code: &str| -> String {
             match region.as_ref().map(|r| r.level()) {
                 None => format!("{}0000", &code[0..2]),
@@ -290,11 +307,15 @@ impl App {
         let mut total = Counts::default();
         let mut own = Counts::default();
         let mut by_region: BTreeMap<String, Counts> = BTreeMap::new();
-        let mut by_school: BTreeMap<String, (String, Counts)> = BTreeMap::new();
+        let mut by_school: BTreeMap<String, Counts> = BTreeMap::new();
         let mut overdue = vec![];
+        // Thousands of groups share a few dozen earliest due dates.
+        let mut overdue_days: HashMap<NaiveDate, i64> = HashMap::new();
         for r in &groups {
             let od = match r.earliest {
-                Some(d) if r.overdue > 0 => cal.overdue_working_days(d, today),
+                Some(d) if r.overdue > 0 => *overdue_days
+                    .entry(d)
+                    .or_insert_with(|| cal.overdue_working_days(d, today)),
                 _ => 0,
             };
             let in_region =
@@ -308,10 +329,7 @@ impl App {
                 if r.party_kind == "school" {
                     by_school
                         .entry(r.party_code.clone())
-                        .or_insert_with(|| {
-                            (r.party_name.clone().unwrap_or_default(), Counts::default())
-                        })
-                        .1
+                        .or_default()
                         .add(r, od);
                 }
             }
@@ -355,6 +373,23 @@ impl App {
                 .unwrap_or_else(|| code.clone());
             regions.push(DashboardRow { code, name, counts });
         }
+        let schools_waiting = by_school.len() as i64;
+        let mut by_school = most_pressing(
+            by_school
+                .into_iter()
+                .map(|(code, counts)| DashboardRow {
+                    code,
+                    name: String::new(),
+                    counts,
+                })
+                .collect(),
+        );
+        // Named after choosing: a province has thousands of schools with steps waiting.
+        let codes: Vec<&str> = by_school.iter().map(|r| r.code.as_str()).collect();
+        let names = self.school_names(&codes).await?;
+        for row in &mut by_school {
+            row.name = names.get(&row.code).cloned().unwrap_or_default();
+        }
         let region_name = match &region {
             Some(r) => self
                 .region(r.as_str())
@@ -369,13 +404,8 @@ impl App {
             total,
             own,
             by_region: regions,
-            schools_waiting: by_school.len() as i64,
-            by_school: most_pressing(
-                by_school
-                    .into_iter()
-                    .map(|(code, (name, counts))| DashboardRow { code, name, counts })
-                    .collect(),
-            ),
+            schools_waiting,
+            by_school,
             overdue,
         })
     }
@@ -478,6 +508,8 @@ impl App {
         }
         on_tx!(&mut tx, c => sqlx::query("DELETE FROM open_businesses WHERE student_id = $1 AND kind = 'transfer' AND ref_id = $2")
             .bind(t.student_id).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        on_tx!(&mut tx, c => sqlx::query(crate::transfers::STOP_WAITING_SQL).bind(id)
+            .execute(&mut *c).await.map(|r| r.rows_affected()))?;
         let text = format!(
             "学生{}的转学申请已由省级学籍主管部门关闭：{reason}",
             t.student_name

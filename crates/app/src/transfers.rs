@@ -279,8 +279,13 @@ const DECIDE_SQL: &str = "UPDATE transfer_steps SET decision = CASE WHEN idx = $
     decided_at = CASE WHEN idx = $1 THEN $6 ELSE decided_at END, \
     auto_decided = CASE WHEN idx = $1 THEN $7 ELSE auto_decided END, \
     began_on = CASE WHEN idx = $8 THEN $9 ELSE began_on END, \
-    due_date = CASE WHEN idx = $8 THEN $10 ELSE due_date END \
+    due_date = CASE WHEN idx = $8 THEN $10 ELSE due_date END, \
+    waiting = CASE WHEN idx = $8 THEN 1 ELSE NULL END \
     WHERE transfer_id = $11 AND ((idx = $1 AND decision IS NULL) OR idx = $8)";
+
+/// A transfer withdrawn or closed before its review ended: its step waits no more.
+pub(crate) const STOP_WAITING_SQL: &str =
+    "UPDATE transfer_steps SET waiting = NULL WHERE transfer_id = $1 AND waiting = 1";
 
 /// 调档 moves the student if the receiving class has room, in one statement.
 const MOVE_STUDENT_SQL: &str = "UPDATE students SET school_id = $1, grade = $2, class_id = $3, region_code = $4, version = version + 1, \
@@ -951,15 +956,15 @@ impl App {
         if !state.chain.is_empty() {
             let values = (0..state.chain.len())
                 .map(|i| {
-                    let p = i * 13;
-                    let ps: Vec<String> = (p + 1..=p + 13).map(|n| format!("${n}")).collect();
+                    let p = i * 14;
+                    let ps: Vec<String> = (p + 1..=p + 14).map(|n| format!("${n}")).collect();
                     format!("({})", ps.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             let steps_sql = format!(
                 "INSERT INTO transfer_steps (transfer_id, idx, code, side, role, party_kind, party_code, shared, began_on, \
-             due_date, deadline_days, overdue_action, party_region) VALUES {values}"
+             due_date, deadline_days, overdue_action, party_region, waiting) VALUES {values}"
             );
             // The waiting party's region, kept on the step for the 督办 dashboard's index.
             let region_of = |party: &OrgRef| match party {
@@ -985,7 +990,7 @@ impl App {
                     q = q.bind(id).bind(idx as i64).bind(step.code()).bind(side_str(step.side)).bind(role_str(step.role))
                         .bind(kind_s).bind(code).bind(step.shared).bind(began).bind(due_on)
                         .bind(i64::from(side_policy.deadline_days)).bind(overdue_str(side_policy.overdue_action))
-                        .bind(region_of(&step.party));
+                        .bind(region_of(&step.party)).bind(due_on.map(|_| 1i16));
                 }
                 q.execute(&mut *c).await.map(|r| r.rows_affected())
             })?;
@@ -1277,6 +1282,11 @@ impl App {
             .bind(who.user_id).bind(&who.name).bind(now).bind(who.auto)
             .bind(next).bind(next_due.map(|_| today)).bind(next_due).bind(id)
             .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        }
+        if let Action::Withdraw { .. } = action {
+            // The step it waited on waits no more (the 督办 dashboard's index).
+            on_tx!(&mut tx, c => sqlx::query(STOP_WAITING_SQL).bind(id)
+                .execute(&mut *c).await.map(|r| r.rows_affected()))?;
         }
         if tr.moves_enrollment {
             self.move_enrollment(&mut tx, t, now).await?;

@@ -317,7 +317,7 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
         let a = file(&app, "4101050001", "4401060001", 0).await.unwrap();
         file(&app, "4101050001", "4401060002", 1).await.unwrap();
         file(&app, "4101050001", "4403040001", 2).await.unwrap();
-        file(&app, "4101050001", "1101080001", 3).await.unwrap();
+        let bj = file(&app, "4101050001", "1101080001", 3).await.unwrap();
         // One moves on to its authority on 11-02 (due 11-13 as well).
         approve(&app, "4401060001-reviewer", a.id).await;
         at(&app, 2026, 11, 17); // two working days past 11-13
@@ -373,6 +373,21 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             .collect();
         assert_eq!(by, [("110000", 1), ("440000", 3)]);
         assert_eq!(nation.overdue.len(), 4);
+        assert!(
+            gd.by_school.iter().all(|r| !r.name.is_empty()),
+            "schools are named: {:?}",
+            gd.by_school
+        );
+        // A withdrawn transfer waits on no one: its step leaves every dashboard.
+        app.withdraw_transfer(&user(&app, "1101080001-admin").await, bj.id, "家长改变主意")
+            .await
+            .unwrap();
+        let nation = app.dashboard(&user(&app, "moe").await, None).await.unwrap();
+        assert_eq!(
+            (nation.total.waiting, nation.overdue.len()),
+            (3, 3),
+            "the withdrawn step is not counted"
+        );
         // Drill-down stays inside the caller's region.
         let drill = app
             .dashboard(&user(&app, "edu440000").await, Some("440300"))
@@ -432,6 +447,11 @@ async fn stale_cases_are_listed_and_closed_with_a_reason() {
             .unwrap();
         assert_eq!(closed.status, "closed");
         assert!(app.stale_transfers(&gd, None).await.unwrap().is_empty());
+        assert_eq!(
+            app.dashboard(&gd, None).await.unwrap().total.waiting,
+            0,
+            "a closed transfer's step waits no more"
+        );
         // Never purged: still readable with its reason; the student is free again.
         let r = app
             .transfer(&user(&app, "4101050001-admin").await, t.id)

@@ -156,6 +156,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                             .then(|| (began + chrono::Duration::days(14)).date_naive()),
                     ),
                     V::T(party_region),
+                    V::Mark(waiting),
                 ]);
             }
         }
@@ -237,6 +238,7 @@ async fn insert_steps(tx: &mut xueji_app::db::Tx, rows: Vec<Vec<V>>) -> anyhow::
             "began_on",
             "due_date",
             "party_region",
+            "waiting",
         ],
         rows,
     )

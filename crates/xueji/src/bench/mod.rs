@@ -328,6 +328,8 @@ pub enum V {
     OD(Option<chrono::NaiveDate>),
     Tm(chrono::DateTime<Utc>),
     B(bool),
+    /// A mark column: 1 when true, NULL when false (`transfer_steps.waiting`).
+    Mark(bool),
 }
 
 /// Inserts `rows` into `table` with statements of about a thousand parameters: bulk loads want
@@ -366,6 +368,7 @@ pub async fn bulk_insert(
                     V::OD(d) => q.bind(d),
                     V::Tm(t) => q.bind(t),
                     V::B(b) => q.bind(b),
+                    V::Mark(m) => q.bind(m.then_some(1i16)),
                 };
             }
             q.execute(&mut *c).await.map(|_| ())
