@@ -422,6 +422,48 @@ impl Db {
         })
     }
 
+    /// Heap the SQLite page caches of this process hold now (`SQLITE_DBSTATUS_CACHE_USED`),
+    /// summed over the writer and the idle readers, and how many connections that is; `None`
+    /// on PostgreSQL. Caches only grow while a connection lives, so at shutdown this is their
+    /// peak: the server's memory beyond them is its own (docs/performance.md, "memory").
+    pub async fn page_cache_bytes(&self) -> Option<(u64, usize)> {
+        let Db::Sqlite {
+            writer, readers, ..
+        } = self
+        else {
+            return None;
+        };
+        let mut held = vec![];
+        while let Some(c) = writer.try_acquire() {
+            held.push(c);
+        }
+        while let Some(c) = readers.try_acquire() {
+            held.push(c);
+        }
+        let mut total = 0u64;
+        for c in &mut held {
+            let Ok(mut h) = c.lock_handle().await else {
+                continue;
+            };
+            let (mut cur, mut hi) = (0, 0);
+            // SAFETY: the handle is a live connection held locked for this call; the two
+            // out-pointers are locals.
+            let rc = unsafe {
+                libsqlite3_sys::sqlite3_db_status(
+                    h.as_raw_handle().as_ptr(),
+                    libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED,
+                    &mut cur,
+                    &mut hi,
+                    0,
+                )
+            };
+            if rc == libsqlite3_sys::SQLITE_OK {
+                total += cur.max(0) as u64;
+            }
+        }
+        Some((total, held.len()))
+    }
+
     /// The SQLite group commit's counters (`None` on PostgreSQL).
     pub fn group_commit_stats(&self) -> Option<Arc<GroupCommitStats>> {
         match self {

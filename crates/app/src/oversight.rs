@@ -14,7 +14,7 @@ use xueji_domain::{Error, ErrorCode};
 
 use crate::audit::{self, AuditEvent};
 use crate::auth::{CurrentUser, Scope};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::notifications::notify;
 use crate::transfers::DUE_SOON_DAYS;
 use crate::{App, on_pool, on_tx};
@@ -97,7 +97,8 @@ pub struct StaleItem {
 
 /// Open steps counted per party (the dashboard's unit of work): how many, how many overdue or
 /// due soon (by the threshold dates of [`due_thresholds`]), the earliest due date.
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize)]
+#[serde(from = "GroupTuple")]
 struct OpenGroup {
     party_kind: String,
     party_code: String,
@@ -107,6 +108,34 @@ struct OpenGroup {
     overdue: i64,
     soon: i64,
     earliest: Option<NaiveDate>,
+}
+
+/// One group as [`dashboard_sql::groups_json`] sends it: a JSON array in column order.
+type GroupTuple = (
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<NaiveDate>,
+);
+
+impl From<GroupTuple> for OpenGroup {
+    fn from(t: GroupTuple) -> Self {
+        let (party_kind, party_code, party_region, escalated_to, n, overdue, soon, earliest) = t;
+        Self {
+            party_kind,
+            party_code,
+            party_region,
+            escalated_to,
+            n,
+            overdue,
+            soon,
+            earliest,
+        }
+    }
 }
 
 /// One overdue step for the dashboard's list.
@@ -143,17 +172,39 @@ const PARTY_NAME: &str = "LEFT JOIN schools sc ON g.party_kind = 'school' AND sc
 pub mod dashboard_sql {
     use super::{ESCALATED_IN, IN_REGION, PARTY_NAME};
 
-    /// Waiting steps counted per party and escalation: `$3` due before it is overdue, `$4` due
-    /// from `$3` and before it is due soon. Each half is grouped on its own (their groups are
-    /// disjoint: the party's region is in the range or not).
+    /// Waiting steps of parties in `$1`..`$2` counted per party and escalation: `$3` due before
+    /// it is overdue, `$4` due from `$3` and before it is due soon.
     pub fn groups() -> String {
-        let cols = "SELECT party_kind, party_code, party_region, escalated_to, COUNT(*) AS n, \
-             SUM(CASE WHEN due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
-             SUM(CASE WHEN due_date >= $3 AND due_date < $4 THEN 1 ELSE 0 END) AS soon, \
-             MIN(due_date) AS earliest";
-        let by = "GROUP BY party_region, party_kind, party_code, escalated_to";
-        format!("{cols} {IN_REGION} {by} UNION ALL {cols} {ESCALATED_IN} {by}")
+        format!("{COLS} {IN_REGION} {BY}")
     }
+
+    /// The same for the steps escalated into the region from outside it (`$1`..`$2` the whole
+    /// region): their groups are disjoint from [`groups`]'s, whose party is in the region.
+    pub fn escalated_groups() -> String {
+        format!("{COLS} {ESCALATED_IN} {BY}")
+    }
+
+    /// `inner` ([`groups`], [`escalated_groups`]) as one row: a JSON array of the groups.
+    /// A province has thousands of groups, and the driver hands rows over one at a time between
+    /// threads (about 2 µs each, more than SQLite takes to count them); one text is one hand-over.
+    pub fn groups_json(backend: crate::Backend, inner: &str) -> String {
+        const ROW: &str =
+            "party_kind, party_code, party_region, escalated_to, n, overdue, soon, earliest";
+        match backend {
+            crate::Backend::Sqlite => {
+                format!("SELECT json_group_array(json_array({ROW})) FROM ({inner}) g")
+            }
+            crate::Backend::Postgres => format!(
+                "SELECT COALESCE(json_agg(json_build_array({ROW}))::text, '[]') FROM ({inner}) g"
+            ),
+        }
+    }
+
+    const COLS: &str = "SELECT party_kind, party_code, party_region, escalated_to, COUNT(*) AS n, \
+         SUM(CASE WHEN due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
+         SUM(CASE WHEN due_date >= $3 AND due_date < $4 THEN 1 ELSE 0 END) AS soon, \
+         MIN(due_date) AS earliest";
+    const BY: &str = "GROUP BY party_region, party_kind, party_code, escalated_to";
 
     /// The longest overdue steps first (`$3`: due before it is overdue), then their transfers
     /// and parties, 300 at most.
@@ -254,6 +305,27 @@ impl App {
         }
     }
 
+    /// The region's code range cut in two at its middle subordinate region (a province at its
+    /// middle city), or whole when it has none: contiguous, together exactly `lo..hi`.
+    async fn dashboard_pieces(
+        &self,
+        region: Option<&RegionCode>,
+        lo: &str,
+        hi: &str,
+    ) -> AppResult<Vec<(String, String)>> {
+        let wide = region.is_none_or(|r| r.level() == RegionLevel::Province);
+        if wide {
+            let children = self.regions(region.map(|r| r.as_str())).await?;
+            if let Some(mid) = children.get(children.len() / 2).map(|c| c.code.clone())
+                && mid.as_str() > lo
+                && mid.as_str() < hi
+            {
+                return Ok(vec![(lo.to_string(), mid.clone()), (mid, hi.to_string())]);
+            }
+        }
+        Ok(vec![(lo.to_string(), hi.to_string())])
+    }
+
     /// Names of schools by code, in one statement.
     async fn school_names(&self, codes: &[&str]) -> AppResult<HashMap<String, String>> {
         if codes.is_empty() {
@@ -289,13 +361,41 @@ impl App {
         let cal = self.calendar();
         let today = self.clock.today();
         let (overdue_before, soon_before) = due_thresholds(&cal, today);
-        let sql = dashboard_sql::groups();
-        let groups: Vec<OpenGroup> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(&lo).bind(&hi).bind(overdue_before).bind(soon_before).fetch_all(p).await)?;
+        // A province's waiting steps (tens of thousands) are grouped in two halves at once, on
+        // two reader connections; the escalated ones and the overdue list beside them.
+        let pieces = self.dashboard_pieces(region.as_ref(), &lo, &hi).await?;
+        let backend = self.db.backend();
+        let read_groups = |inner: String, a: String, b: String| async move {
+            let sql = dashboard_sql::groups_json(backend, &inner);
+            let json: String = on_pool!(self.db.read(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&a).bind(&b).bind(overdue_before).bind(soon_before).fetch_one(p).await)?;
+            serde_json::from_str::<Vec<OpenGroup>>(&json)
+                .map_err(|e| AppError::Other(format!("dashboard groups: {e}")))
+        };
+        let groups_in = |(a, b): (String, String)| read_groups(dashboard_sql::groups(), a, b);
+        let escalated = read_groups(dashboard_sql::escalated_groups(), lo.clone(), hi.clone());
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
-        let sql = dashboard_sql::overdue();
-        let late: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(&lo).bind(&hi).bind(overdue_before).fetch_all(p).await)?;
+        let late = async {
+            let sql = dashboard_sql::overdue();
+            let rows: Vec<OverdueStep> = on_pool!(self.db.read(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&lo).bind(&hi).bind(overdue_before).fetch_all(p).await)?;
+            AppResult::Ok(rows)
+        };
+        let mut pieces = pieces.into_iter();
+        let (first, second) = (pieces.next(), pieces.next());
+        let (mut groups, more, escalated, late) = tokio::try_join!(
+            groups_in(first.unwrap_or((lo.clone(), hi.clone()))),
+            async {
+                match second {
+                    Some(piece) => groups_in(piece).await,
+                    None => Ok(vec![]),
+                }
+            },
+            escalated,
+            late,
+        )?;
+        groups.extend(more);
+        groups.extend(escalated);
         let child_of = |code: &str| -> String {
             match region.as_ref().map(|r| r.level()) {
                 None => format!("{}0000", &code[0..2]),

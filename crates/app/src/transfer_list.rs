@@ -161,6 +161,10 @@ impl App {
         };
         let today = self.clock.today();
         let needs_step = f.overdue.unwrap_or(false) || f.todo.unwrap_or(false);
+        let by_dates_alone = (f.from_date.is_some() || f.to_date.is_some())
+            && status.is_none()
+            && f.q.as_deref().is_none_or(|q| q.trim().is_empty())
+            && !needs_step;
         let mut w = Where::default();
         // Sets of disjoint alternatives (an OR that is split): the statement becomes the union
         // of one branch per combination, each an AND that one index answers without reading rows.
@@ -184,6 +188,10 @@ impl App {
                 match direction {
                     Some("in") => w.conds.push(to),
                     Some(_) => w.conds.push(from),
+                    // Filing dates lead one covering index (`transfers_created`) whose entries
+                    // carry both regions: one pass over the dates tests the OR inside the index,
+                    // where two halves would walk the same range twice and merge their ids.
+                    None if by_dates_alone => w.conds.push(format!("({to} OR {from})")),
                     // Two disjoint halves, each searched by its own index (see `Built`).
                     None if !needs_step => alternatives
                         .push(Split::disjoint(to.clone(), format!("{from} AND NOT {to}"))),
@@ -314,9 +322,17 @@ impl App {
             );
             let limit = w.arg(Arg::I(page.per_page));
             let offset = w.arg(Arg::I(page.offset()));
-            let list_sql = format!(
-                "{COLUMNS} {step_join} {where_} ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}"
-            );
+            let list_sql = if by_dates_alone {
+                // The page's ids from the covering index first, then only their rows.
+                format!(
+                    "{COLUMNS} {step_join} WHERE t.id IN (SELECT t.id FROM transfers t {where_} \
+                     ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}) ORDER BY t.id DESC"
+                )
+            } else {
+                format!(
+                    "{COLUMNS} {step_join} {where_} ORDER BY t.id DESC LIMIT {limit} OFFSET {offset}"
+                )
+            };
             return Ok(Built {
                 count_sql,
                 list_sql,

@@ -377,10 +377,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 tokio::spawn(n.run());
             }
+            let db = app.db.clone();
             let server = xueji_web::Server::start(app, &addr).await?;
             tracing::info!("listening on {}", server.url());
             wait_for_signal(signals).await;
             server.stop().await?;
+            if let Some((bytes, connections)) = db.page_cache_bytes().await {
+                // The caches' peak (they only grow): the rest of the peak RSS is the server's own.
+                tracing::info!(
+                    "SQLite page caches at shutdown: {:.1} MB on {connections} connections",
+                    bytes as f64 / 1048576.0
+                );
+            }
         }
         Command::Migrate { db } => {
             let d = Db::connect(&db.url(DEFAULT_DB)).await?;

@@ -170,10 +170,33 @@ async fn plans_on_a_database() {
     ];
     for (what, f) in shapes {
         let (count, list) = app.transfer_query_plans(&u, &f).await.unwrap();
+        // Five runs of the whole query (count and first page): the fastest and the slowest.
+        let mut ms = vec![];
+        let mut total = 0;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            total = app
+                .transfers(&u, &f, Default::default())
+                .await
+                .unwrap()
+                .total;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(f64::total_cmp);
         println!(
-            "{what}:\n  count {}\n  list  {}",
+            "{what}: {total} rows, {:.1}–{:.1} ms\n  count {}\n  list  {}",
+            ms[0],
+            ms[4],
             count.join(" | "),
             list.join(" | ")
         );
     }
+    let t = std::time::Instant::now();
+    let d = app.dashboard(&u, None).await.unwrap();
+    println!(
+        "dashboard: {} waiting, {} schools, {:.1} ms",
+        d.total.waiting,
+        d.schools_waiting,
+        t.elapsed().as_secs_f64() * 1000.0
+    );
 }

@@ -48,8 +48,9 @@ impl Drop for Ready {
     }
 }
 
-/// Spawns `args`, waits for `/healthz`: the seconds to ready and the RSS then.
-async fn spawn_ready(args: &[String]) -> anyhow::Result<Ready> {
+/// Spawns `args` (its log to `log`, if given), waits for `/healthz`: the seconds to ready and
+/// the RSS then.
+async fn spawn_ready(args: &[String], log: Option<&std::path::Path>) -> anyhow::Result<Ready> {
     let port = free_port()?;
     let exe = std::env::current_exe().context("this binary")?;
     let t0 = Instant::now();
@@ -57,7 +58,10 @@ async fn spawn_ready(args: &[String]) -> anyhow::Result<Ready> {
         .args(args)
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()?;
     let mut ready = Ready {
         child,
@@ -130,13 +134,22 @@ async fn load(
 
 pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyhow::Result<()> {
     let demo = std::env::temp_dir().join(format!("xueji-bench-demo-{}.db", std::process::id()));
-    let ready = spawn_ready(&["demo".into(), "--db".into(), demo.display().to_string()]).await?;
+    let ready = spawn_ready(
+        &["demo".into(), "--db".into(), demo.display().to_string()],
+        None,
+    )
+    .await?;
     let (demo_secs, demo_rss) = (ready.secs, ready.rss);
     drop(ready);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", demo.display()));
     }
-    let served = spawn_ready(&["serve".into(), "--database-url".into(), url.to_string()]).await?;
+    let log = std::env::temp_dir().join(format!("xueji-bench-serve-{}.log", std::process::id()));
+    let mut served = spawn_ready(
+        &["serve".into(), "--database-url".into(), url.to_string()],
+        Some(&log),
+    )
+    .await?;
     println!();
     println!("start (spawn → GET /healthz = 200):");
     println!(
@@ -156,11 +169,36 @@ pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyho
          p99 {:.2} ms, {} errors; then the province's dashboard and lists):",
         f.rps, f.p99, f.errors
     );
-    println!(
-        "    peak RSS {:.0} MB, RSS now {:.0} MB (its SQLite page caches may hold up to 9 × 64 MB of it)",
-        status_mb(pid, "VmHWM:"),
-        rss_of(pid)
-    );
+    let peak = status_mb(pid, "VmHWM:");
+    let caches = stop_for_caches(&mut served.child, &log).await;
+    let _ = std::fs::remove_file(&log);
+    match caches {
+        Some(mb) => println!(
+            "    peak RSS {peak:.0} MB, of which SQLite page caches {mb:.0} MB (their fill at shutdown, \
+             their peak): {:.0} MB beyond the page caches",
+            peak - mb
+        ),
+        None => println!("    peak RSS {peak:.0} MB (the page caches' fill was not reported)"),
+    }
     anyhow::ensure!(f.errors == 0, "lookups failed under load");
     Ok(())
+}
+
+/// Stops the server with SIGTERM, as an operator would, and reads from its log the page caches'
+/// fill it reports at shutdown (`Db::page_cache_bytes`), in MB.
+async fn stop_for_caches(child: &mut Child, log: &std::path::Path) -> Option<f64> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .ok()?;
+    let t0 = Instant::now();
+    while child.try_wait().ok()?.is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(log).ok()?;
+    let (_, rest) = text.split_once("SQLite page caches at shutdown: ")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
