@@ -601,7 +601,7 @@ impl App {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let n = on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE transfers SET status = 'closed', closed_reason = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4"
+            "UPDATE transfers SET status = 'closed', closed_reason = $1, waiting_due = NULL, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4"
         ).bind(reason).bind(now).bind(id).bind(t.version).execute(&mut *c).await.map(|r| r.rows_affected()))?;
         if n != 1 {
             return Err(Error::conflict().into());

@@ -160,7 +160,7 @@ impl App {
             None => None,
         };
         let today = self.clock.today();
-        let needs_step = f.overdue.unwrap_or(false) || f.todo.unwrap_or(false);
+        let needs_step = f.todo.unwrap_or(false);
         let by_dates_alone = (f.from_date.is_some() || f.to_date.is_some())
             && status.is_none()
             && f.q.as_deref().is_none_or(|q| q.trim().is_empty())
@@ -255,9 +255,8 @@ impl App {
         }
         if f.overdue.unwrap_or(false) {
             let p = w.arg(Arg::D(today));
-            w.conds.push(format!(
-                "cs.due_date IS NOT NULL AND cs.due_date < {p} AND cs.decision IS NULL AND t.status IN {OPEN_REVIEW}"
-            ));
+            // The waiting step's due date is kept on the transfer while under review (0017).
+            w.conds.push(format!("t.waiting_due < {p}"));
         }
         if f.todo.unwrap_or(false) {
             let (org_kind, org_code) = crate::notifications::org_key(&user.org);

@@ -433,9 +433,10 @@ fn update_sql(action: &Action, approved: bool) -> &'static str {
         };
     }
     match action {
-        Action::Review { .. } if approved => update!(", approved_at = $3"),
-        Action::Review { .. } => update!(""),
-        Action::Withdraw { .. } => update!(", withdraw_reason = $6"),
+        // `waiting_due`: the due date of the step that begins, or none when review ends.
+        Action::Review { .. } if approved => update!(", approved_at = $3, waiting_due = $6"),
+        Action::Review { .. } => update!(", waiting_due = $6"),
+        Action::Withdraw { .. } => update!(", withdraw_reason = $6, waiting_due = NULL"),
         Action::PullFile => update!(", pulled_at = $3, paper_due_date = $6"),
         Action::PaperSent { .. } => {
             update!(", paper_sent_at = $3, paper_method = $6, paper_sent_note = $7")
@@ -926,8 +927,8 @@ impl App {
             "INSERT INTO transfers (kind, status, student_id, student_no, student_name, from_school_id, to_school_id, \
              from_school, to_school, from_authority, to_authority, from_region, to_region, from_grade, from_class_id, \
              to_grade, to_class_id, reason, filed_by, current_step, version, created_at, updated_at, \
-             from_policy_version, to_policy_version, query_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20, $21, $22, $23) \
+             from_policy_version, to_policy_version, query_code, waiting_due) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $20, $21, $22, $23, $26) \
              RETURNING id, (SELECT COUNT(*) FROM docked_provinces d WHERE d.province = $24 OR d.province = $25)"
         )
         .bind(kind.as_str()).bind(state.status.as_str()).bind(st.id).bind(&st.student_no).bind(&st.name)
@@ -935,6 +936,7 @@ impl App {
         .bind(&from_school.authority).bind(&to_school.authority).bind(&from_school.region).bind(&to_school.region)
         .bind(&from_grade).bind(st.class_id).bind(grade.code()).bind(req.to_class_id).bind(reason).bind(user.id).bind(now)
         .bind(from_version).bind(to_version).bind(&query_code).bind(&from_province).bind(&to_province)
+        .bind((!state.chain.is_empty()).then_some(due))
         .fetch_one(&mut *c).await)?;
         // The business lock: the primary key refuses a second open business for this student.
         let locked = on_tx!(&mut tx, c => sqlx::query(
@@ -1258,7 +1260,7 @@ impl App {
                 .bind(id)
                 .bind(t.version);
             let q = match action {
-                Action::Review { .. } => q,
+                Action::Review { .. } => q.bind(next_due),
                 Action::Withdraw { reason } => q.bind(reason.as_str()),
                 Action::PullFile => q.bind(paper_due),
                 Action::PaperSent { note } => q.bind(method.as_deref()).bind(note.as_str()),

@@ -105,6 +105,7 @@ async fn workflow_statements_use_their_indexes() {
                 V::Tm,
                 V::I(1),
                 V::I(0),
+                V::OD(NaiveDate::from_ymd_opt(2026, 11, 20)),
             ],
         )
         .await;

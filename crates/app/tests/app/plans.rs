@@ -76,6 +76,14 @@ async fn transfer_lists_use_their_indexes() {
         ("by status", by_status, "transfers_status_to"),
         ("by dates", by_dates, "transfers_created"),
         ("by name", by_name, "transfers_name"),
+        (
+            "overdue",
+            TransferFilter {
+                overdue: Some(true),
+                ..Default::default()
+            },
+            "transfers_waiting_to",
+        ),
     ] {
         let (count, list) = province(f).await;
         for plan in [&count, &list] {

@@ -5,7 +5,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use xueji_app::App;
 use xueji_app::students::StudentFilter;
 use xueji_app::testing::{backends, demo_app};
-use xueji_app::transfers::{NewTransfer, TransferDetail};
+use xueji_app::transfers::{NewTransfer, TransferDetail, TransferFilter};
 use xueji_domain::ErrorCode;
 use xueji_domain::policy::{ClosedGrade, Direction, Freeze, Level, OverdueAction, Policy, Term};
 
@@ -339,6 +339,27 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             .map(|r| (r.code.as_str(), r.counts.overdue))
             .collect();
         assert_eq!(by, [("440100", 2), ("440300", 1)]);
+        // The transfer query's 逾期 filter agrees with the dashboard.
+        let overdue = TransferFilter {
+            overdue: Some(true),
+            ..Default::default()
+        };
+        let listed = |who: &'static str| {
+            let (app, overdue) = (&app, &overdue);
+            async move {
+                app.transfers(&user(app, who).await, overdue, all())
+                    .await
+                    .unwrap()
+                    .total
+            }
+        };
+        assert_eq!(listed("edu440000").await, 3);
+        assert_eq!(listed("moe").await, 4);
+        assert_eq!(
+            listed("edu410000").await,
+            4,
+            "sent from 河南: overdue there too"
+        );
         assert_eq!(
             gd.by_school.iter().map(|r| r.counts.overdue).sum::<i64>(),
             2,
@@ -388,6 +409,7 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             (3, 3),
             "the withdrawn step is not counted"
         );
+        assert_eq!(listed("moe").await, 3, "nor listed as overdue");
         // Drill-down stays inside the caller's region.
         let drill = app
             .dashboard(&user(&app, "edu440000").await, Some("440300"))

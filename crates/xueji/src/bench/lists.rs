@@ -31,6 +31,9 @@ struct School {
 }
 
 /// Writes `n` transfers with their steps; returns how many were written.
+/// Values per generated transfer row (the columns listed in `generate`).
+const TRANSFER_COLUMNS: usize = 26;
+
 async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
     let schools: HashMap<i64, School> = on_pool!(db.read(), p => sqlx::query_as::<_, (i64, String, String)>(
         "SELECT id, code, region_code FROM schools WHERE code > '4100000000' AND code < '4200000000'"
@@ -68,7 +71,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
         let mut steps = vec![];
         let base_id: i64 = on_pool!(db.read(), p => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transfers").fetch_one(p).await)?;
         for (sid, no, name, school, grade) in rows {
-            if written + transfers.len() / 25 >= n {
+            if written + transfers.len() / TRANSFER_COLUMNS >= n {
                 break;
             }
             // The same kind of school ten codes on: another county, the same grades.
@@ -81,7 +84,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                 continue;
             };
             let (f, t) = (&schools[&school], &schools[&to_school_id]);
-            let tid = base_id + 1 + (transfers.len() / 25) as i64;
+            let tid = base_id + 1 + (transfers.len() / TRANSFER_COLUMNS) as i64;
             // Age and status from a hash of the id: the ids are taken at a fixed stride, and
             // `id % 20` at a stride of 10 gave only two statuses (no work list at all).
             let h = (sid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
@@ -126,6 +129,12 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                 V::Tm(filed + chrono::Duration::days(3)),
                 V::OT(done.then(|| format!("Q{tid:011}"))),
                 V::OT(None),
+                // The waiting step's due date (see the steps below), while under review.
+                V::OD(
+                    status
+                        .ends_with("_review")
+                        .then(|| (filed + chrono::Duration::days(current * 2 + 14)).date_naive()),
+                ),
             ]);
             for (idx, (code, side, role, kind)) in STEP_CODES.iter().enumerate() {
                 let party_region = if *side == "in" { &t.region } else { &f.region }.clone();
@@ -160,14 +169,14 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                 ]);
             }
         }
-        let count = transfers.len() / 25;
+        let count = transfers.len() / TRANSFER_COLUMNS;
         if count == 0 {
             continue;
         }
         let mut rows: Vec<Vec<V>> = vec![];
         let mut it = transfers.into_iter().peekable();
         while it.peek().is_some() {
-            rows.push(it.by_ref().take(25).collect());
+            rows.push(it.by_ref().take(TRANSFER_COLUMNS).collect());
         }
         let mut tx = db.begin().await?;
         bulk_insert(
@@ -199,6 +208,7 @@ async fn generate(db: &Db, n: usize) -> anyhow::Result<usize> {
                 "updated_at",
                 "query_code",
                 "withdraw_reason",
+                "waiting_due",
             ],
             rows,
         )
