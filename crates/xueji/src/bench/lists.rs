@@ -349,6 +349,13 @@ pub async fn run(app: &App, db: &Db, province: &Province, n: usize) -> anyhow::R
         "transfers by filing dates + kind, province".into(),
         time_urls(&client, &province_token, &urls).await?,
     ));
+    let urls: Vec<String> = (0..reps)
+        .map(|i| format!("{base}/api/v1/transfers?overdue=true&page={}", 1 + i % 5))
+        .collect();
+    table.push((
+        "transfers overdue, province, pages 1–5".into(),
+        time_urls(&client, &province_token, &urls).await?,
+    ));
     let surnames = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
     let urls: Vec<String> = (0..reps)
         .map(|i| format!("{base}/api/v1/transfers?q={}", surnames[i % surnames.len()]))
