@@ -422,46 +422,26 @@ impl Db {
         })
     }
 
-    /// Heap the SQLite page caches of this process hold now (`SQLITE_DBSTATUS_CACHE_USED`),
-    /// summed over the writer and the idle readers, and how many connections that is; `None`
-    /// on PostgreSQL. Caches only grow while a connection lives, so at shutdown this is their
-    /// peak: the server's memory beyond them is its own (docs/performance.md, "memory").
-    pub async fn page_cache_bytes(&self) -> Option<(u64, usize)> {
-        let Db::Sqlite {
-            writer, readers, ..
-        } = self
-        else {
+    /// SQLite's heap in this process, now and at its peak since the start, in bytes
+    /// (`sqlite3_status64(SQLITE_STATUS_MEMORY_USED)`: page caches, prepared statements, sorts);
+    /// `None` on PostgreSQL. The rest of the resident memory is the server's own, which is what
+    /// the memory goal is about (docs/performance.md, "memory"). A connection's page cache alone
+    /// is no measure of it: a WAL reader drops its cache whenever another connection has written.
+    pub fn sqlite_heap(&self) -> Option<(u64, u64)> {
+        if !matches!(self, Db::Sqlite { .. }) {
             return None;
+        }
+        let (mut now, mut peak) = (0i64, 0i64);
+        // SAFETY: a process-wide counter read into two locals; no connection is involved.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_status64(
+                libsqlite3_sys::SQLITE_STATUS_MEMORY_USED,
+                &mut now,
+                &mut peak,
+                0,
+            )
         };
-        let mut held = vec![];
-        while let Some(c) = writer.try_acquire() {
-            held.push(c);
-        }
-        while let Some(c) = readers.try_acquire() {
-            held.push(c);
-        }
-        let mut total = 0u64;
-        for c in &mut held {
-            let Ok(mut h) = c.lock_handle().await else {
-                continue;
-            };
-            let (mut cur, mut hi) = (0, 0);
-            // SAFETY: the handle is a live connection held locked for this call; the two
-            // out-pointers are locals.
-            let rc = unsafe {
-                libsqlite3_sys::sqlite3_db_status(
-                    h.as_raw_handle().as_ptr(),
-                    libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED,
-                    &mut cur,
-                    &mut hi,
-                    0,
-                )
-            };
-            if rc == libsqlite3_sys::SQLITE_OK {
-                total += cur.max(0) as u64;
-            }
-        }
-        Some((total, held.len()))
+        (rc == libsqlite3_sys::SQLITE_OK).then_some((now.max(0) as u64, peak.max(0) as u64))
     }
 
     /// The SQLite group commit's counters (`None` on PostgreSQL).

@@ -382,11 +382,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("listening on {}", server.url());
             wait_for_signal(signals).await;
             server.stop().await?;
-            if let Some((bytes, connections)) = db.page_cache_bytes().await {
-                // The caches' peak (they only grow): the rest of the peak RSS is the server's own.
+            if let Some((now, peak)) = db.sqlite_heap() {
+                // What of the resident memory is SQLite's (its page caches above all).
                 tracing::info!(
-                    "SQLite page caches at shutdown: {:.1} MB on {connections} connections",
-                    bytes as f64 / 1048576.0
+                    "SQLite heap at shutdown: {:.1} MB now, {:.1} MB at its peak",
+                    now as f64 / 1048576.0,
+                    peak as f64 / 1048576.0
                 );
             }
         }

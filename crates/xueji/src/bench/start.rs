@@ -169,24 +169,25 @@ pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyho
          p99 {:.2} ms, {} errors; then the province's dashboard and lists):",
         f.rps, f.p99, f.errors
     );
-    let peak = status_mb(pid, "VmHWM:");
-    let caches = stop_for_caches(&mut served.child, &log).await;
+    let (peak, rss) = (status_mb(pid, "VmHWM:"), rss_of(pid));
+    let sqlite = stop_for_sqlite_heap(&mut served.child, &log).await;
     let _ = std::fs::remove_file(&log);
-    match caches {
-        Some(mb) => println!(
-            "    peak RSS {peak:.0} MB, of which SQLite page caches {mb:.0} MB (their fill at shutdown, \
-             their peak): {:.0} MB beyond the page caches",
-            peak - mb
+    match sqlite {
+        Some((now, sqlite_peak)) => println!(
+            "    peak RSS {peak:.0} MB (SQLite's heap peaked at {sqlite_peak:.0} MB); at the end RSS \
+             {rss:.0} MB, of which SQLite's heap (page caches, statements) {now:.0} MB: \
+             {:.0} MB beyond it",
+            rss - now
         ),
-        None => println!("    peak RSS {peak:.0} MB (the page caches' fill was not reported)"),
+        None => println!("    peak RSS {peak:.0} MB (SQLite's heap was not reported)"),
     }
     anyhow::ensure!(f.errors == 0, "lookups failed under load");
     Ok(())
 }
 
-/// Stops the server with SIGTERM, as an operator would, and reads from its log the page caches'
-/// fill it reports at shutdown (`Db::page_cache_bytes`), in MB.
-async fn stop_for_caches(child: &mut Child, log: &std::path::Path) -> Option<f64> {
+/// Stops the server with SIGTERM, as an operator would, and reads from its log SQLite's heap
+/// it reports at shutdown (`Db::sqlite_heap`): now and at its peak, in MB.
+async fn stop_for_sqlite_heap(child: &mut Child, log: &std::path::Path) -> Option<(f64, f64)> {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -199,6 +200,9 @@ async fn stop_for_caches(child: &mut Child, log: &std::path::Path) -> Option<f64
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = std::fs::read_to_string(log).ok()?;
-    let (_, rest) = text.split_once("SQLite page caches at shutdown: ")?;
-    rest.split_whitespace().next()?.parse().ok()
+    let (_, rest) = text.split_once("SQLite heap at shutdown: ")?;
+    let mut numbers = rest
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse::<f64>().ok());
+    Some((numbers.next()?, numbers.next()?))
 }
