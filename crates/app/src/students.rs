@@ -239,6 +239,11 @@ impl App {
             ints.push((binds.len() - 1, c));
             conds.push(format!("st.class_id = {p}"));
         }
+        // Names in code-point order: the collation of PostgreSQL's name index (SQLite's own).
+        let collate = match self.db.backend() {
+            crate::Backend::Sqlite => "",
+            crate::Backend::Postgres => " COLLATE \"C\"",
+        };
         // A name prefix or an exact number: `number OR name` makes SQLite read every row the
         // name index finds (15 s for a surname over a 10-million province), so the two are
         // asked apart: the one student with that number first, then the names in the name
@@ -246,16 +251,11 @@ impl App {
         let q_parts = q.as_ref().map(|q| {
             let exact = arg(&mut binds, Some(q.clone()));
             let like = arg(&mut binds, Some(format!("{q}%")));
-            // SQLite compares text bytewise, so a prefix is also a range its index can walk;
-            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migrations 0014, 0015).
-            let range = match self.db.backend() {
-                crate::Backend::Sqlite => {
-                    let lo = arg(&mut binds, Some(q.clone()));
-                    let hi = arg(&mut binds, Some(format!("{q}\u{10FFFF}")));
-                    format!(" AND st.name >= {lo} AND st.name < {hi}")
-                }
-                crate::Backend::Postgres => String::new(),
-            };
+            // A prefix is also a range of code points, which the name index walks: SQLite
+            // compares text bytewise; PostgreSQL's index is in the "C" collation (0018).
+            let lo = arg(&mut binds, Some(q.clone()));
+            let hi = arg(&mut binds, Some(format!("{q}\u{10FFFF}")));
+            let range = format!(" AND st.name{collate} >= {lo} AND st.name{collate} < {hi}");
             (
                 format!("st.student_no = {exact}"),
                 format!("st.name LIKE {like}{range}"),
@@ -263,11 +263,11 @@ impl App {
         });
         let where_ = format!("WHERE {}", conds.join(" AND "));
         let order = if q.is_some() {
-            "st.name, st.region_code, st.school_id, st.id"
+            format!("st.name{collate}, st.region_code, st.school_id, st.id")
         } else if school_id.is_some() {
-            "st.grade, st.class_id, st.id"
+            "st.grade, st.class_id, st.id".into()
         } else {
-            "st.region_code, st.id"
+            "st.region_code, st.id".into()
         };
         let limit = next;
         let page = format!("LIMIT ${limit} OFFSET ${}", limit + 1);

@@ -216,18 +216,18 @@ impl App {
         {
             let exact = w.arg(Arg::T(q.clone()));
             let prefix = w.arg(Arg::T(format!("{q}%")));
-            // SQLite compares text bytewise, so a prefix is also a range its index can walk;
-            // PostgreSQL has a text_pattern_ops index for LIKE 'prefix%' (migration 0015).
-            let name = match self.db.backend() {
-                crate::Backend::Sqlite => {
-                    let lo = w.arg(Arg::T(q.clone()));
-                    let hi = w.arg(Arg::T(format!("{q}\u{10FFFF}")));
-                    format!(
-                        "t.student_name LIKE {prefix} AND t.student_name >= {lo} AND t.student_name < {hi}"
-                    )
-                }
-                crate::Backend::Postgres => format!("t.student_name LIKE {prefix}"),
+            // A prefix is also a range of code points, which the name index walks: SQLite
+            // compares text bytewise; PostgreSQL's index is in the "C" collation (0018), and a
+            // range bound by parameters stays an index range in its generic plans.
+            let collate = match self.db.backend() {
+                crate::Backend::Sqlite => "",
+                crate::Backend::Postgres => " COLLATE \"C\"",
             };
+            let lo = w.arg(Arg::T(q.clone()));
+            let hi = w.arg(Arg::T(format!("{q}\u{10FFFF}")));
+            let name = format!(
+                "t.student_name LIKE {prefix} AND t.student_name{collate} >= {lo} AND t.student_name{collate} < {hi}"
+            );
             if needs_step {
                 w.conds
                     .push(format!("(t.student_no = {exact} OR ({name}))"));

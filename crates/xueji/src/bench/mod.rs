@@ -306,14 +306,16 @@ pub async fn drop_indexes(db: &Db, tables: &str) -> anyhow::Result<Vec<String>> 
     Ok(rows.into_iter().map(|(_, sql)| sql).collect())
 }
 
-/// Builds the dropped indexes again and refreshes the planner's statistics.
+/// Builds the dropped indexes again and refreshes the planner's statistics (PostgreSQL: and the
+/// visibility map, as autovacuum would after a bulk load; without it every index-only count
+/// visits the table).
 pub async fn restore_indexes(db: &Db, dropped: &[String]) -> anyhow::Result<()> {
     for sql in dropped {
         on_pool!(db.write(), p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).execute(p).await.map(|_| ()))?;
     }
     let analyze = match db.backend() {
         Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE",
-        Backend::Postgres => "ANALYZE",
+        Backend::Postgres => "VACUUM ANALYZE",
     };
     on_pool!(db.write(), p => sqlx::raw_sql(sqlx::AssertSqlSafe(analyze)).execute(p).await.map(|_| ()))?;
     Ok(())

@@ -174,10 +174,11 @@ pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyho
     let _ = std::fs::remove_file(&log);
     match sqlite {
         Some((now, sqlite_peak)) => println!(
-            "    peak RSS {peak:.0} MB (SQLite's heap peaked at {sqlite_peak:.0} MB); at the end RSS \
-             {rss:.0} MB, of which SQLite's heap (page caches, statements) {now:.0} MB: \
-             {:.0} MB beyond it",
-            rss - now
+            "    peak RSS {peak:.0} MB, SQLite's heap (page caches, statements) at its peak \
+             {sqlite_peak:.0} MB: {:.0} MB beyond it\n    (at the end: RSS {rss:.0} MB, SQLite's \
+             heap {now:.0} MB — a WAL reader drops its cache after a write elsewhere, and the \
+             allocator keeps the freed memory for the next fill)",
+            peak - sqlite_peak
         ),
         None => println!("    peak RSS {peak:.0} MB (SQLite's heap was not reported)"),
     }
