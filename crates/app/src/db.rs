@@ -35,6 +35,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// What follows a text column to compare it by code point, as the name indexes are built:
+    /// SQLite compares text bytewise already; PostgreSQL's name indexes are in the "C"
+    /// collation (migration 0018), so a prefix is an index range even in a generic plan.
+    pub fn code_point_order(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
+        }
+    }
+}
+
 /// A pool to run one statement on (reads go to readers, writes to the writer).
 #[derive(Clone, Copy)]
 pub enum Pool<'a> {

@@ -96,9 +96,9 @@ pub struct StaleItem {
 }
 
 /// Open steps counted per party (the dashboard's unit of work): how many, how many overdue or
-/// due soon (by the threshold dates of [`due_thresholds`]), the earliest due date.
+/// due soon (by the threshold dates of [`due_thresholds`]), the earliest due date. Read from
+/// the JSON array of [`dashboard_sql::groups_json`], one array per group in field order.
 #[derive(serde::Deserialize)]
-#[serde(from = "GroupTuple")]
 struct OpenGroup {
     party_kind: String,
     party_code: String,
@@ -108,34 +108,6 @@ struct OpenGroup {
     overdue: i64,
     soon: i64,
     earliest: Option<NaiveDate>,
-}
-
-/// One group as [`dashboard_sql::groups_json`] sends it: a JSON array in column order.
-type GroupTuple = (
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    Option<NaiveDate>,
-);
-
-impl From<GroupTuple> for OpenGroup {
-    fn from(t: GroupTuple) -> Self {
-        let (party_kind, party_code, party_region, escalated_to, n, overdue, soon, earliest) = t;
-        Self {
-            party_kind,
-            party_code,
-            party_region,
-            escalated_to,
-            n,
-            overdue,
-            soon,
-            earliest,
-        }
-    }
 }
 
 /// One overdue step for the dashboard's list.
@@ -188,6 +160,7 @@ pub mod dashboard_sql {
     /// A province has thousands of groups, and the driver hands rows over one at a time between
     /// threads (about 2 µs each, more than SQLite takes to count them); one text is one hand-over.
     pub fn groups_json(backend: crate::Backend, inner: &str) -> String {
+        // In the field order of `OpenGroup`, which serde reads from an array.
         const ROW: &str =
             "party_kind, party_code, party_region, escalated_to, n, overdue, soon, earliest";
         match backend {

@@ -239,11 +239,8 @@ impl App {
             ints.push((binds.len() - 1, c));
             conds.push(format!("st.class_id = {p}"));
         }
-        // Names in code-point order: the collation of PostgreSQL's name index (SQLite's own).
-        let collate = match self.db.backend() {
-            crate::Backend::Sqlite => "",
-            crate::Backend::Postgres => " COLLATE \"C\"",
-        };
+        // Names in code-point order, as the name index holds them.
+        let collate = self.db.backend().code_point_order();
         // A name prefix or an exact number: `number OR name` makes SQLite read every row the
         // name index finds (15 s for a surname over a 10-million province), so the two are
         // asked apart: the one student with that number first, then the names in the name

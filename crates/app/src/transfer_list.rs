@@ -219,10 +219,7 @@ impl App {
             // A prefix is also a range of code points, which the name index walks: SQLite
             // compares text bytewise; PostgreSQL's index is in the "C" collation (0018), and a
             // range bound by parameters stays an index range in its generic plans.
-            let collate = match self.db.backend() {
-                crate::Backend::Sqlite => "",
-                crate::Backend::Postgres => " COLLATE \"C\"",
-            };
+            let collate = self.db.backend().code_point_order();
             let lo = w.arg(Arg::T(q.clone()));
             let hi = w.arg(Arg::T(format!("{q}\u{10FFFF}")));
             let name = format!(
