@@ -309,6 +309,52 @@ async fn overdue_steps_are_reminded_escalated_or_approved_by_rule() {
     }
 }
 
+/// A backlog (after a holiday, or a server that was down) is handled several steps at once:
+/// each step still reminded and escalated exactly once, and the audit chain intact.
+#[tokio::test]
+async fn a_backlog_of_overdue_steps_is_handled_once_each() {
+    for backend in backends() {
+        let app = demo_app(backend).await;
+        let gd = user(&app, "edu440000").await;
+        let policy = Policy {
+            overdue_action: OverdueAction::Escalate,
+            ..Policy::default()
+        };
+        app.set_policy(&gd, "440000", policy, "").await.unwrap();
+        // More transfers than the job runs at once (16), all due Friday 11-13.
+        let mut ids = vec![];
+        for from in ["4101050001", "4101050002", "4101020001", "4103020001"] {
+            for nth in 0..6 {
+                ids.push(file(&app, from, "4401060001", nth).await.unwrap().id);
+            }
+        }
+        at(&app, 2026, 11, 16);
+        let r = app.process_deadlines().await.unwrap();
+        assert_eq!((r.overdue_reminders, r.escalated), (24, 24));
+        let again = app.process_deadlines().await.unwrap();
+        assert_eq!((again.overdue_reminders, again.escalated), (0, 0));
+        let edu = user(&app, "edu440106").await;
+        for id in ids {
+            let t = app.transfer(&edu, id).await.unwrap();
+            assert_eq!(t.steps[0].escalated_to.as_deref(), Some("440106"));
+        }
+        let escalations = app
+            .notifications(&edu, true, all())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|n| n.kind == "escalated")
+            .count();
+        assert_eq!(escalations, 24, "one notice per escalated step");
+        assert!(matches!(
+            xueji_app::audit::verify(&app.db).await.unwrap(),
+            xueji_app::audit::ChainCheck::Intact { .. }
+        ));
+        dispose(&app.db).await;
+    }
+}
+
 #[tokio::test]
 async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
     for backend in backends() {
