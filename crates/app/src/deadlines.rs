@@ -35,11 +35,24 @@ struct Waiting {
 }
 
 impl App {
-    async fn remind_once(&self, id: i64, idx: i64, kind: &str) -> AppResult<bool> {
+    /// A reminder of `kind` to the step's party, once: the mark that it was sent and the notice
+    /// in one transaction, so that a crash between them can neither lose nor repeat it.
+    async fn remind_once(
+        &self,
+        w: &Waiting,
+        party: &OrgRef,
+        kind: &str,
+        text: &str,
+    ) -> AppResult<bool> {
         let now = self.clock.now();
-        let r = on_pool!(self.db.write(), p => sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let r = on_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO step_reminders (transfer_id, idx, kind, sent_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-        ).bind(id).bind(idx).bind(kind).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+        ).bind(w.id).bind(w.idx).bind(kind).bind(now).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        if r == 1 {
+            notify(&mut tx, party, kind, Some(w.id), text, now).await?;
+        }
+        tx.commit().await?;
         Ok(r == 1)
     }
 
@@ -96,27 +109,21 @@ impl App {
         let spec = step.spec();
         let now = self.clock.now();
         if w.due_date >= today {
-            if self.remind_once(w.id, w.idx, "due_soon").await? {
-                let mut tx = self.db.begin().await?;
-                let text = format!(
-                    "转学办理提醒：学生{}的转学申请将于{}到期，请及时审核。",
-                    w.student_name, w.due_date
-                );
-                notify(&mut tx, &spec.party, "due_soon", Some(w.id), &text, now).await?;
-                tx.commit().await?;
+            let text = format!(
+                "转学办理提醒：学生{}的转学申请将于{}到期，请及时审核。",
+                w.student_name, w.due_date
+            );
+            if self.remind_once(&w, &spec.party, "due_soon", &text).await? {
                 report.due_soon_reminders += 1;
             }
             return Ok(report);
         }
         let overdue_days = cal.overdue_working_days(w.due_date, today);
-        if self.remind_once(w.id, w.idx, "overdue").await? {
-            let mut tx = self.db.begin().await?;
-            let text = format!(
-                "转学逾期提醒：学生{}的转学申请已于{}到期未办理（逾期{}个工作日），请尽快审核。",
-                w.student_name, w.due_date, overdue_days
-            );
-            notify(&mut tx, &spec.party, "overdue", Some(w.id), &text, now).await?;
-            tx.commit().await?;
+        let text = format!(
+            "转学逾期提醒：学生{}的转学申请已于{}到期未办理（逾期{}个工作日），请尽快审核。",
+            w.student_name, w.due_date, overdue_days
+        );
+        if self.remind_once(&w, &spec.party, "overdue", &text).await? {
             report.overdue_reminders += 1;
         }
         let (school, region, authority) = match spec.side {
