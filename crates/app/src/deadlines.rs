@@ -14,7 +14,7 @@ use crate::transfers::{DUE_SOON_DAYS, Who};
 use crate::{App, on_pool, on_tx};
 
 /// Waiting steps the deadline job handles at once.
-const DEADLINE_CONCURRENCY: usize = 16;
+const DEADLINE_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeadlineReport {
@@ -61,13 +61,19 @@ impl App {
         let cal = self.calendar();
         let today = self.clock.today();
         let horizon = cal.add_working_days(today, DUE_SOON_DAYS as u32);
+        // Only steps with something left to do: a step reminded (and escalated, where that is
+        // the rule) is not loaded again every ten minutes while it stays overdue.
         let rows: Vec<Waiting> = on_pool!(self.db.read(), p => sqlx::query_as(
             "SELECT t.id, cs.idx, cs.due_date, cs.overdue_action, cs.escalated_to, t.student_name \
              FROM transfer_steps cs JOIN transfers t ON t.id = cs.transfer_id AND t.current_step = cs.idx \
              WHERE cs.decision IS NULL AND cs.due_date IS NOT NULL AND cs.due_date <= $1 \
              AND t.status IN ('in_school_review','in_authority_review','out_school_review','out_authority_review') \
+             AND NOT EXISTS (SELECT 1 FROM step_reminders r WHERE r.transfer_id = cs.transfer_id AND r.idx = cs.idx \
+                 AND r.kind = CASE WHEN cs.due_date >= $2 THEN 'due_soon' ELSE 'overdue' END \
+                 AND (cs.due_date >= $2 OR cs.overdue_action = 'flag' \
+                      OR (cs.overdue_action = 'escalate' AND cs.escalated_to IS NOT NULL))) \
              ORDER BY cs.due_date, t.id"
-        ).bind(horizon).fetch_all(p).await)?;
+        ).bind(horizon).bind(today).fetch_all(p).await)?;
         // Steps are independent (one row per transfer, each write guarded): several at once, so
         // that their commits share an fsync. A backlog after a holiday is tens of thousands of
         // steps, which one after another took a minute at 38,000.

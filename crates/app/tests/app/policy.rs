@@ -321,7 +321,7 @@ async fn a_backlog_of_overdue_steps_is_handled_once_each() {
             ..Policy::default()
         };
         app.set_policy(&gd, "440000", policy, "").await.unwrap();
-        // More transfers than the job runs at once (16), all due Friday 11-13.
+        // More transfers than the job runs at once (8), all due Friday 11-13.
         let mut ids = vec![];
         for from in ["4101050001", "4101050002", "4101020001", "4103020001"] {
             for nth in 0..6 {
