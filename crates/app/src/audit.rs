@@ -268,12 +268,14 @@ pub async fn record_in(
         request_id,
         &prev,
     );
+    // The row and its chain's new head: on SQLite one text of two statements, run in one call
+    // while the writer is held; PostgreSQL prepares one statement per text, so two there.
+    let (insert, head) = match tx {
+        Tx::Sqlite(_) => (APPEND_SQLITE, None),
+        Tx::Pg(_) => (APPEND_ROW, Some(UPDATE_HEAD)),
+    };
     on_tx!(tx, c => {
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor_user_id, actor_name, actor_org, action, entity_type, \
-             entity_id, before_json, after_json, request_id, prev_hash, hash, chain, prev_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
+        sqlx::query(insert)
         .bind(seq)
         .bind(at)
         .bind(actor.user_id)
@@ -291,12 +293,30 @@ pub async fn record_in(
         .bind(prev_seq)
         .execute(&mut *c)
         .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $3")
-            .bind(seq).bind(&hash).bind(chain).execute(&mut *c).await
-            .map(|r| r.rows_affected())?
+        if let Some(head) = head {
+            sqlx::query(head).bind(seq).bind(&hash).bind(chain).execute(&mut *c).await?;
+        }
     });
     Ok(())
 }
+
+/// One audit row; `$1` is its seq, `$13` its hash, `$14` its chain.
+macro_rules! append_row {
+    () => {
+        "INSERT INTO audit_log (seq, at, actor_user_id, actor_name, actor_org, action, \
+         entity_type, entity_id, before_json, after_json, request_id, prev_hash, hash, chain, \
+         prev_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    };
+}
+const APPEND_ROW: &str = append_row!();
+/// The chain's head moved to a new row: `$1` seq, `$2` hash, `$3` chain.
+const UPDATE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $3";
+/// The row, then its chain's head from the row's own parameters (sqlx binds `$N` by number in
+/// every statement of a text on SQLite).
+const APPEND_SQLITE: &str = concat!(
+    append_row!(),
+    "; UPDATE audit_head SET seq = $1, hash = $13 WHERE id = $14"
+);
 
 /// One row of a batch for [`record_many`]: the event with its JSON already serialized.
 #[derive(Debug, Clone)]
