@@ -346,6 +346,11 @@ macro_rules! on_tx {
     };
 }
 
+/// SQLite page cache of each of the eight reader connections (KiB, as `-N` for `cache_size`).
+/// The hot pages of the indexes fit in it; beyond them a 10-million-student file is read at
+/// random anyway, from the kernel's page cache, which all connections share.
+const READER_CACHE_KIB: &str = "-16384";
+
 /// PostgreSQL connections of one process: a step holds one for its transaction while the other
 /// clients' reads go on beside it.
 const PG_POOL_SIZE: u32 = 16;
@@ -437,7 +442,7 @@ impl Db {
             .max_connections(8)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
+            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_KIB))
             .await?;
         let stats = Arc::new(GroupCommitStats::default());
         let batcher = Arc::new(Batcher {
@@ -461,6 +466,16 @@ impl Db {
     /// the memory goal is about (docs/performance.md, "memory"). A connection's page cache alone
     /// is no measure of it: a WAL reader drops its cache whenever another connection has written.
     pub fn sqlite_heap(&self) -> Option<(u64, u64)> {
+        self.sqlite_heap_status(false)
+    }
+
+    /// [`Self::sqlite_heap`], then its peak starts again from now (for a benchmark measuring one
+    /// scenario's peak).
+    pub fn sqlite_heap_reset_peak(&self) -> Option<(u64, u64)> {
+        self.sqlite_heap_status(true)
+    }
+
+    fn sqlite_heap_status(&self, reset: bool) -> Option<(u64, u64)> {
         if !matches!(self, Db::Sqlite { .. }) {
             return None;
         }
@@ -471,7 +486,7 @@ impl Db {
                 libsqlite3_sys::SQLITE_STATUS_MEMORY_USED,
                 &mut now,
                 &mut peak,
-                0,
+                i32::from(reset),
             )
         };
         (rc == libsqlite3_sys::SQLITE_OK).then_some((now.max(0) as u64, peak.max(0) as u64))

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read, Seek};
+use std::num::NonZeroI64;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -652,22 +653,28 @@ fn parse_row(ctx: &Context, raw: &RawRow) -> Parsed {
     p
 }
 
-/// The first row of a document seen in the file.
+/// The first row of a document seen in the file (16 bytes: a million of them are kept).
 struct FirstSeen {
     row: u32,
-    /// The class whose place the row holds, while it is valid.
-    class_id: Option<i64>,
     duplicate_reported: bool,
+    /// The class whose place the row holds, while it is valid.
+    class_id: Option<NonZeroI64>,
+}
+
+/// A document as the key of the per-file maps: type and number in one allocation, 16 bytes in
+/// the table instead of the 48 of two `String`s (a million rows: ~100 MB less at the peak).
+fn doc_key((kind, number): &(String, String)) -> Box<str> {
+    format!("{kind}\u{1}{number}").into_boxed_str()
 }
 
 /// Pass 1: what it has learnt so far.
 struct Validation {
     report: ImportReport,
     invalid_rows: HashSet<u32>,
-    seen: HashMap<(String, String), FirstSeen>,
+    seen: HashMap<Box<str>, FirstSeen>,
     /// (name, gender, birth date) → the first valid row with it: a later row with another
     /// document is a suspected duplicate within the file (疑似重复).
-    seen_person: HashMap<(String, &'static str, NaiveDate), u32>,
+    seen_person: HashMap<(Box<str>, &'static str, NaiveDate), u32>,
     /// Class id → students it would hold (now + valid rows so far).
     load: HashMap<i64, i64>,
     columns: [u32; 8],
@@ -831,7 +838,7 @@ impl Validation {
         let index: HashMap<u32, usize> =
             chunk.iter().enumerate().map(|(i, p)| (p.row, i)).collect();
         for i in 0..chunk.len() {
-            let Some(doc) = chunk[i].doc.clone() else {
+            let Some(doc) = chunk[i].doc.as_ref().map(doc_key) else {
                 continue;
             };
             let row = chunk[i].row;
@@ -841,8 +848,8 @@ impl Validation {
                         doc,
                         FirstSeen {
                             row,
-                            class_id: None,
                             duplicate_reported: false,
+                            class_id: None,
                         },
                     );
                 }
@@ -869,7 +876,7 @@ impl Validation {
                         } else {
                             let held = first.class_id.take();
                             if let Some(c) = held {
-                                *self.load.entry(c).or_default() -= 1;
+                                *self.load.entry(c.get()).or_default() -= 1;
                             }
                             self.invalidate_earlier(first_row, &e);
                         }
@@ -929,7 +936,11 @@ impl Validation {
             let Some(person) = p.person.as_ref().filter(|_| p.errors.is_empty()) else {
                 continue;
             };
-            let key = (person.name.clone(), person.gender.code(), person.birth_date);
+            let key = (
+                person.name.as_str().into(),
+                person.gender.code(),
+                person.birth_date,
+            );
             match self.seen_person.get(&key) {
                 Some(&first) if !opts.confirm_suspected => p.add(FieldError::new(
                     Field::Name,
@@ -967,10 +978,10 @@ impl Validation {
                 } else {
                     *load += 1;
                     if let Some(doc) = &p.doc
-                        && let Some(first) = self.seen.get_mut(doc)
+                        && let Some(first) = self.seen.get_mut(&doc_key(doc))
                         && first.row == p.row
                     {
-                        first.class_id = Some(person.class_id);
+                        first.class_id = NonZeroI64::new(person.class_id);
                     }
                 }
             }
@@ -1012,7 +1023,7 @@ struct Writer {
     /// written (counting a class per batch would scan it again and again).
     room: HashMap<i64, i64>,
     /// Temporary numbers given by this import (not yet visible to the readers).
-    given: HashSet<String>,
+    given: HashSet<Box<str>>,
 }
 
 /// The outcome of one written batch: the numbers given, and rows refused at write time.
@@ -1106,7 +1117,7 @@ impl Writer {
                         births[i],
                         rng.random_range(0..10_000u16),
                     );
-                    if self.given.insert(no.as_str().to_string()) {
+                    if self.given.insert(no.as_str().into()) {
                         candidates.push((i, no.as_str().to_string()));
                     }
                 }

@@ -124,6 +124,10 @@ pub async fn run(app: &App, db: &Db, rows: usize) -> anyhow::Result<()> {
     );
 
     super::reset_peak_rss();
+    // What the process held before (the generated dataset's leftovers, the pools' page caches):
+    // the import's own memory is the peak beyond it.
+    let before = super::rss_mb();
+    db.sqlite_heap_reset_peak();
     let t = Instant::now();
     let report = app
         .import_students_as_operator(
@@ -138,12 +142,22 @@ pub async fn run(app: &App, db: &Db, rows: usize) -> anyhow::Result<()> {
         .await?;
     let secs = t.elapsed().as_secs_f64();
     let peak = super::peak_rss_mb();
+    let sqlite_peak = db.sqlite_heap().map(|(_, p)| p as f64 / 1e6);
     let _ = std::fs::remove_file(&path);
     let rate = report.written as f64 / secs;
     println!(
-        "import: {} rows, {} valid, {} invalid, {} written in {secs:.2}s: {rate:.0} rows/s; peak RSS {peak:.0} MB",
-        report.rows, report.valid, report.invalid, report.written
+        "import: {} rows, {} valid, {} invalid, {} written in {secs:.2}s: {rate:.0} rows/s; peak RSS {peak:.0} MB, {:.0} MB beyond the {before:.0} MB held before it",
+        report.rows,
+        report.valid,
+        report.invalid,
+        report.written,
+        peak - before
     );
+    if let Some(sqlite_peak) = sqlite_peak {
+        println!(
+            "import: SQLite's heap at its peak during the import (page caches of the writer and readers, statements) {sqlite_peak:.0} MB"
+        );
+    }
 
     let (bare_rows, bare_secs) = bare(db).await?;
     let bare_rate = bare_rows as f64 / bare_secs;
