@@ -346,11 +346,6 @@ macro_rules! on_tx {
     };
 }
 
-/// SQLite page cache of each of the eight reader connections (KiB, as `-N` for `cache_size`).
-/// The hot pages of the indexes fit in it; beyond them a 10-million-student file is read at
-/// random anyway, from the kernel's page cache, which all connections share.
-const READER_CACHE_KIB: &str = "-16384";
-
 /// PostgreSQL connections of one process: a step holds one for its transaction while the other
 /// clients' reads go on beside it.
 const PG_POOL_SIZE: u32 = 16;
@@ -427,6 +422,9 @@ impl Db {
             .synchronous(sync)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
+            // 64 MB per connection, readers too: 16 MB readers halved the server's peak (538 →
+            // 275 MB at 10 million students) but slowed lookups 6–10 % and a province's
+            // dashboard by a third at 1 million (docs/performance.md, fifth pass).
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         // A file connection cannot be dropped by a server: no ping before each use (sqlx's default
@@ -442,7 +440,7 @@ impl Db {
             .max_connections(8)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true).pragma("cache_size", READER_CACHE_KIB))
+            .connect_with(base.read_only(true))
             .await?;
         let stats = Arc::new(GroupCommitStats::default());
         let batcher = Arc::new(Batcher {

@@ -200,7 +200,7 @@ pub async fn run(
     );
     println!("  API / bare       {:>9.1} %", 100.0 * api.rps / bare.rps);
     println!(
-        "  peak RSS during the API run {api_peak:.0} MB (now {:.0} MB; SQLite page cache up to 16 MB per reader, 64 MB for the writer)",
+        "  peak RSS during the API run {api_peak:.0} MB (now {:.0} MB; SQLite page cache up to 64 MB per connection)",
         rss_mb()
     );
     anyhow::ensure!(
