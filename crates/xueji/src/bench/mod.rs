@@ -124,7 +124,7 @@ impl Scratch {
             }
         }
         if let Some(p) = self.sqlite_path {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".key"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
             }
         }

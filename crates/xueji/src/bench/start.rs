@@ -141,7 +141,7 @@ pub async fn run(url: &str, keys: &[String], clients: usize, secs: u64) -> anyho
     .await?;
     let (demo_secs, demo_rss) = (ready.secs, ready.rss);
     drop(ready);
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".key"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", demo.display()));
     }
     let log = std::env::temp_dir().join(format!("xueji-bench-serve-{}.log", std::process::id()));
