@@ -110,7 +110,8 @@ struct Batch {
     abandoned_solo: bool,
     /// The last logical transaction is done but its savepoint is still open: the next one
     /// releases it in the same call that opens its own, and COMMIT releases it anyway. One
-    /// round trip to the connection's thread fewer while the writer is held.
+    /// round trip to the connection's thread fewer while the writer is held. Only ever set
+    /// while `tx` is open: whatever ends `tx` clears it.
     release_pending: bool,
     stats: Arc<GroupCommitStats>,
 }
@@ -128,6 +129,17 @@ const ROLLBACK_TO: &str = "ROLLBACK TO xj";
 impl Batch {
     fn conn(&mut self) -> &mut sqlx::SqliteConnection {
         self.tx.as_mut().expect("an open batch")
+    }
+
+    /// Rolls the physical transaction back and fails everyone waiting for its commit.
+    async fn fail(&mut self, e: &sqlx::Error) {
+        self.release_pending = false;
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback().await;
+        }
+        for w in std::mem::take(&mut self.waiters) {
+            let _ = w.send(Err(e.to_string()));
+        }
     }
 
     /// Rolls back a savepoint that a dropped logical transaction left behind.
@@ -266,18 +278,12 @@ impl Batcher {
         let mut g = self.state.clone().lock_owned().await;
         let began = Instant::now();
         if let Err(e) = g.clean_up().await {
-            // The physical transaction is unusable: fail everyone pending on it.
-            if let Some(tx) = g.tx.take() {
-                let _ = tx.rollback().await;
-            }
-            for w in std::mem::take(&mut g.waiters) {
-                let _ = w.send(Err(e.to_string()));
-            }
+            // The physical transaction is unusable.
+            g.fail(&e).await;
             return Err(e.into());
         }
         if g.tx.is_none() {
             g.tx = Some(self.pool.begin().await?);
-            g.release_pending = false;
         }
         let sql = if std::mem::take(&mut g.release_pending) {
             RELEASE_AND_SAVEPOINT
@@ -287,12 +293,7 @@ impl Batcher {
         if let Err(e) = sqlx::query(sql).execute(g.conn()).await {
             // Whether the release before it took effect is unknown: fail the whole batch rather
             // than commit a transaction whose savepoint state is unclear.
-            if let Some(tx) = g.tx.take() {
-                let _ = tx.rollback().await;
-            }
-            for w in std::mem::take(&mut g.waiters) {
-                let _ = w.send(Err(e.to_string()));
-            }
+            g.fail(&e).await;
             return Err(e.into());
         }
         Ok(SqliteTx {
