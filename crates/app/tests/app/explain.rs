@@ -198,7 +198,20 @@ async fn dashboard_statements_use_their_indexes() {
             &range_and_dates,
         )
         .await;
-        let overdue = plan(&app, &dashboard_sql::overdue(), &range_and_dates[..3]).await;
+        // A county's or city's overdue list from its region's range, a province's (or the
+        // nation's) in due-date order from its own index, reading only the first entries.
+        let overdue = plan(
+            &app,
+            &dashboard_sql::overdue_json(backend, false),
+            &range_and_dates[..3],
+        )
+        .await;
+        let overdue_wide = plan(
+            &app,
+            &dashboard_sql::overdue_json(backend, true),
+            &range_and_dates[..3],
+        )
+        .await;
         let sqlite = backend == Backend::Sqlite;
         let region_steps = if sqlite {
             "COVERING INDEX transfer_steps_waiting (party_region>? AND party_region<?)"
@@ -216,13 +229,19 @@ async fn dashboard_statements_use_their_indexes() {
                     && overdue.contains("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"),
                 "{overdue}"
             );
+            assert!(
+                overdue_wide.contains("transfer_steps_waiting_due (due_date<?)")
+                    && !overdue_wide.contains("transfer_steps_waiting (")
+                    && overdue_wide.contains(escalated_steps),
+                "{overdue_wide}"
+            );
             // The region's steps are grouped as the index yields them, without a sort.
             assert!(!groups.contains("TEMP B-TREE"), "sorted: {groups}");
         }
         for p in [&groups, &escalated] {
             assert!(!p.contains("transfers"), "the counts read no transfer: {p}");
         }
-        for p in [&groups, &escalated, &overdue] {
+        for p in [&groups, &escalated, &overdue, &overdue_wide] {
             // Only the statement's own intermediate results (g) are read whole.
             assert!(
                 !p.contains("Seq Scan")

@@ -385,6 +385,19 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             .map(|r| (r.code.as_str(), r.counts.overdue))
             .collect();
         assert_eq!(by, [("440100", 2), ("440300", 1)]);
+        // Named in one statement with the province itself; the province's overdue list is read
+        // in due-date order, a county's from its own range (below): the same steps either way.
+        assert_eq!(gd.region_name, "广东省");
+        let names: Vec<&str> = gd.by_region.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["广州市", "深圳市"]);
+        assert_eq!(gd.overdue.len(), 3);
+        assert!(
+            gd.overdue
+                .iter()
+                .all(|o| !o.party_name.is_empty() && o.overdue_days >= 2),
+            "{:?}",
+            gd.overdue
+        );
         // The transfer query's 逾期 filter agrees with the dashboard.
         let overdue = TransferFilter {
             overdue: Some(true),
@@ -432,6 +445,7 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             (2, 1),
             "one waits at the county itself"
         );
+        assert_eq!(county.overdue.len(), 2, "{:?}", county.overdue);
         let nation = app.dashboard(&user(&app, "moe").await, None).await.unwrap();
         let by: Vec<(&str, i64)> = nation
             .by_region
