@@ -147,14 +147,14 @@ pub mod dashboard_sql {
 
     /// Waiting steps of parties in `$1`..`$2` counted per party and escalation: `$3` due before
     /// it is overdue, `$4` due from `$3` and before it is due soon.
-    pub fn groups() -> String {
-        format!("{COLS} {IN_REGION} {BY}")
+    pub fn groups(backend: crate::Backend) -> String {
+        format!("{} {IN_REGION} {BY}", cols(backend))
     }
 
     /// The same for the steps escalated into the region from outside it (`$1`..`$2` the whole
     /// region): their groups are disjoint from [`groups`]'s, whose party is in the region.
-    pub fn escalated_groups() -> String {
-        format!("{COLS} {ESCALATED_IN} {BY}")
+    pub fn escalated_groups(backend: crate::Backend) -> String {
+        format!("{} {ESCALATED_IN} {BY}", cols(backend))
     }
 
     /// `inner` ([`groups`], [`escalated_groups`]) as one row: a JSON array of the groups.
@@ -192,10 +192,17 @@ pub mod dashboard_sql {
         }
     }
 
-    const COLS: &str = "SELECT party_kind, party_code, party_region, escalated_to, COUNT(*) AS n, \
-         SUM(CASE WHEN due_date < $3 THEN 1 ELSE 0 END) AS overdue, \
-         SUM(CASE WHEN due_date >= $3 AND due_date < $4 THEN 1 ELSE 0 END) AS soon, \
-         MIN(due_date) AS earliest";
+    /// Every waiting step's due date is compared with both dates, as it is
+    /// ([`crate::Backend::date_as_is`]).
+    fn cols(backend: crate::Backend) -> String {
+        let due = format!("{}due_date", backend.date_as_is());
+        format!(
+            "SELECT party_kind, party_code, party_region, escalated_to, COUNT(*) AS n, \
+             SUM(CASE WHEN {due} < $3 THEN 1 ELSE 0 END) AS overdue, \
+             SUM(CASE WHEN {due} >= $3 AND {due} < $4 THEN 1 ELSE 0 END) AS soon, \
+             MIN(due_date) AS earliest"
+        )
+    }
     const BY: &str = "GROUP BY party_region, party_kind, party_code, escalated_to";
 
     /// The longest overdue steps first (`$3`: due before it is overdue), then their transfers
@@ -380,8 +387,13 @@ impl App {
             serde_json::from_str::<Vec<OpenGroup>>(&json)
                 .map_err(|e| AppError::Other(format!("dashboard groups: {e}")))
         };
-        let groups_in = |(a, b): (String, String)| read_groups(dashboard_sql::groups(), a, b);
-        let escalated = read_groups(dashboard_sql::escalated_groups(), lo.clone(), hi.clone());
+        let groups_in =
+            |(a, b): (String, String)| read_groups(dashboard_sql::groups(backend), a, b);
+        let escalated = read_groups(
+            dashboard_sql::escalated_groups(backend),
+            lo.clone(),
+            hi.clone(),
+        );
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
         let wide = region
             .as_ref()

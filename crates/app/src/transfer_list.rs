@@ -252,8 +252,10 @@ impl App {
         }
         if f.overdue.unwrap_or(false) {
             let p = w.arg(Arg::D(today));
-            // The waiting step's due date is kept on the transfer while under review (0017).
-            w.conds.push(format!("t.waiting_due < {p}"));
+            // The waiting step's due date is kept on the transfer while under review (0017). It
+            // follows the region in the indexes, so it is compared entry by entry, as it is.
+            let as_is = self.db.backend().date_as_is();
+            w.conds.push(format!("{as_is}t.waiting_due < {p}"));
         }
         if f.todo.unwrap_or(false) {
             let (org_kind, org_code) = crate::notifications::org_key(&user.org);

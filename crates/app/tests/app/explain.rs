@@ -191,10 +191,15 @@ async fn dashboard_statements_use_their_indexes() {
             V::OD(NaiveDate::from_ymd_opt(2026, 11, 5)),
         ];
         let json = |inner: String| dashboard_sql::groups_json(backend, &inner);
-        let groups = plan(&app, &json(dashboard_sql::groups()), &range_and_dates).await;
+        let groups = plan(
+            &app,
+            &json(dashboard_sql::groups(backend)),
+            &range_and_dates,
+        )
+        .await;
         let escalated = plan(
             &app,
-            &json(dashboard_sql::escalated_groups()),
+            &json(dashboard_sql::escalated_groups(backend)),
             &range_and_dates,
         )
         .await;
