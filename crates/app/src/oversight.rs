@@ -316,15 +316,16 @@ impl App {
         }
     }
 
-    /// The region's code range cut in two at its middle subordinate region (a province at its
-    /// middle city), or whole when it has none: contiguous, together exactly `lo..hi`.
+    /// A `wide` region's (a province's, the nation's) code range cut in two at its middle
+    /// subordinate region (a province at its middle city); any other whole: contiguous, together
+    /// exactly `lo..hi`.
     async fn dashboard_pieces(
         &self,
         region: Option<&RegionCode>,
+        wide: bool,
         lo: &str,
         hi: &str,
     ) -> AppResult<Vec<(String, String)>> {
-        let wide = region.is_none_or(|r| r.level() == RegionLevel::Province);
         if wide {
             let children = self.regions(region.map(|r| r.as_str())).await?;
             if let Some(mid) = children.get(children.len() / 2).map(|c| c.code.clone())
@@ -376,9 +377,15 @@ impl App {
         let cal = self.calendar();
         let today = self.clock.today();
         let (overdue_before, soon_before) = due_thresholds(&cal, today);
-        // A province's waiting steps (tens of thousands) are grouped in two halves at once, on
-        // two reader connections; the escalated ones and the overdue list beside them.
-        let pieces = self.dashboard_pieces(region.as_ref(), &lo, &hi).await?;
+        // A province or the nation: tens of thousands of waiting steps.
+        let wide = region
+            .as_ref()
+            .is_none_or(|r| r.level() == RegionLevel::Province);
+        // A wide region's waiting steps are grouped in two halves at once, on two reader
+        // connections; the escalated ones and the overdue list beside them.
+        let pieces = self
+            .dashboard_pieces(region.as_ref(), wide, &lo, &hi)
+            .await?;
         let backend = self.db.backend();
         let read_groups = |inner: String, a: String, b: String| async move {
             let sql = dashboard_sql::groups_json(backend, &inner);
@@ -395,9 +402,6 @@ impl App {
             hi.clone(),
         );
         // The longest overdue first: the earliest due dates, with a margin for ties in working days.
-        let wide = region
-            .as_ref()
-            .is_none_or(|r| r.level() == RegionLevel::Province);
         let late = async {
             let sql = dashboard_sql::overdue_json(backend, wide);
             let json: String = on_pool!(self.db.read(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))

@@ -386,7 +386,7 @@ async fn dashboards_roll_overdue_counts_up_the_hierarchy() {
             .collect();
         assert_eq!(by, [("440100", 2), ("440300", 1)]);
         // Named in one statement with the province itself; the province's overdue list is read
-        // in due-date order, a county's from its own range (below): the same steps either way.
+        // in due-date order, a county's from its own range (below).
         assert_eq!(gd.region_name, "广东省");
         let names: Vec<&str> = gd.by_region.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["广州市", "深圳市"]);
